@@ -1,0 +1,64 @@
+# Fine-Tuning by Doing — build, test and work on the site.
+# On a fresh machine:  make html   (sets everything up, builds English and French)
+#                      make test   (the whole test suite)
+# `make help` lists every target.
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+BUILD       ?= _build
+SITE        := $(PY) tools/ftsite.py --build-dir $(BUILD)
+STAMP       := $(VENV)/.installed
+PORT        ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help setup html html-noexec gettext update-po check-po test serve lab clean
+
+help: ## List the targets
+	@echo "Fine-Tuning by Doing: make <target>"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1|\2/' | column -t -s '|'
+
+setup: $(STAMP) ## Create .venv and install the pinned requirements and ftlab (done by every target)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: '$(PYTHON)' not found: install Python 3.10 or newer (e.g. apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3 ...'" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "error: $$($(PYTHON) --version 2>&1) is too old: Python 3.10 or newer is needed (run 'make PYTHON=python3.11 ...')" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >/dev/null || { rm -rf $(VENV); echo "error: could not create $(VENV): install the venv module (e.g. apt-get install python3-venv), then run make again" >&2; exit 1; }
+	@echo "Installing the pinned requirements into $(VENV) (first time: a few minutes) …"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing requirements.txt failed (see above): check the network or proxy to the package index, then run make again" >&2; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@touch $(STAMP)
+
+html: $(STAMP) ## Build English and French into _build/html/{en,fr} (executes changed notebooks)
+	@$(SITE) build en fr
+	@$(SITE) root-index
+
+html-noexec: $(STAMP) ## Same, without executing notebooks (fast; outputs are missing)
+	@$(SITE) build en fr --noexec
+	@$(SITE) root-index
+
+gettext: $(STAMP) ## Extract the English messages into _build/gettext/*.pot
+	@$(SITE) build gettext
+
+update-po: gettext ## Refresh docs/locale/fr/*.po after English edits (then translate them)
+	@$(VENV)/bin/sphinx-intl update -p $(BUILD)/gettext -l fr -d docs/locale -w 0 | grep -v "^Not Changed" || true
+	@$(SITE) check-po --pot-dir $(BUILD)/gettext || true
+
+check-po: gettext ## Fail if a French message is untranslated, fuzzy, stale or malformed
+	@$(SITE) check-po --pot-dir $(BUILD)/gettext
+
+test: $(STAMP) ## Run the whole test suite (builds both languages in a temporary folder)
+	@$(PY) -m pytest tests
+
+serve: html ## Serve _build/html on http://127.0.0.1:$(PORT)/
+	@echo "Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
+	@$(PY) -m http.server --bind 127.0.0.1 --directory $(BUILD)/html $(PORT)
+
+lab: $(STAMP) ## Open the notebooks in JupyterLab, with the .venv kernel
+	@$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean: ## Remove builds and the notebook cache (the model cache ~/.cache/ftlab stays)
+	@rm -rf $(BUILD)

@@ -1,0 +1,110 @@
+"""The build report: one row per notebook with its execution status and time.
+
+``.. build-report::`` is replaced, at write time, by a table made from the execution
+data myst-nb keeps for each notebook (read from jupyter-cache when the notebook did not
+need to run again). The page is rewritten whenever a notebook re-executes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.docutils import SphinxDirective
+
+from myst_nb.sphinx_ import NbMetadataCollector
+
+BUDGET_SECONDS = 60  # every notebook must run within this on 2 CPU cores (README)
+
+HEADERS = {
+    "en": ["Notebook", "Status", "Execution time (s)", "Within the 60 s budget", "Executed on"],
+    "fr": ["Notebook", "État", "Durée d'exécution (s)", "Dans le budget de 60 s", "Exécuté le"],
+}
+WORDS = {
+    "en": {"ok": "✅ ran", "failed": "❌ failed", "yes": "yes", "no": "no"},
+    "fr": {"ok": "✅ exécuté", "failed": "❌ échec", "yes": "oui", "no": "non"},
+}
+
+
+class build_report_node(nodes.General, nodes.Element):
+    """Placeholder replaced by the table once every notebook has been read."""
+
+
+class BuildReportDirective(SphinxDirective):
+    """``.. build-report::``: the table of notebook executions (no arguments)."""
+
+    def run(self) -> list[nodes.Node]:
+        self.env.ftsite_report_docs = getattr(self.env, "ftsite_report_docs", set())
+        self.env.ftsite_report_docs.add(self.env.docname)
+        return [build_report_node()]
+
+
+def _number(seconds: float, language: str) -> str:
+    text = f"{seconds:.1f}"
+    return text.replace(".", ",") if language.startswith("fr") else text
+
+
+def _table(env: BuildEnvironment, fromdoc: str, language: str) -> nodes.table:
+    lang = "fr" if language.startswith("fr") else "en"
+    headers, words = HEADERS[lang], WORDS[lang]
+    table = nodes.table(classes=["ftsite-build-report"])
+    group = nodes.tgroup(cols=len(headers))
+    table += group
+    group += [nodes.colspec(colwidth=1) for _ in headers]
+    head = nodes.thead()
+    group += head
+    head += nodes.row("", *[nodes.entry("", nodes.paragraph(text=h)) for h in headers])
+    body = nodes.tbody()
+    group += body
+    for docname, data in sorted(NbMetadataCollector.get_doc_data(env).items()):
+        run = data.get("exec_data")
+        if not run:
+            continue
+        link = nodes.reference("", env.titles[docname].astext() if docname in env.titles else docname,
+                               internal=True, refuri=env.app.builder.get_relative_uri(fromdoc, docname))
+        seconds = run.get("runtime")
+        cells = [
+            nodes.paragraph("", "", link),
+            nodes.paragraph(text=words["ok"] if run.get("succeeded") else words["failed"]),
+            nodes.paragraph(text="–" if seconds is None else _number(seconds, lang)),
+            nodes.paragraph(text="–" if seconds is None else words["yes" if seconds <= BUDGET_SECONDS else "no"]),
+            nodes.paragraph(text=datetime.fromtimestamp(run["mtime"]).strftime("%Y-%m-%d %H:%M") if run.get("mtime") else "–"),
+        ]
+        body += nodes.row("", *[nodes.entry("", c) for c in cells])
+    return table
+
+
+class BuildReportTransform(SphinxPostTransform):
+    default_priority = 8
+
+    def run(self, **kwargs) -> None:
+        for node in list(self.document.findall(build_report_node)):
+            node.replace_self(_table(self.env, self.env.docname, self.config.language or "en"))
+
+
+def _outdated_reports(app: Sphinx, env: BuildEnvironment) -> list[str]:
+    """After a notebook re-executed, rewrite the pages that hold a report."""
+    if NbMetadataCollector.new_exec_data(env):
+        return sorted(getattr(env, "ftsite_report_docs", set()))
+    return []
+
+
+def _purge(app: Sphinx, env: BuildEnvironment, docname: str) -> None:
+    getattr(env, "ftsite_report_docs", set()).discard(docname)
+
+
+def _merge(app, env, docnames, other) -> None:
+    env.ftsite_report_docs = getattr(env, "ftsite_report_docs", set()) | getattr(other, "ftsite_report_docs", set())
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_node(build_report_node)
+    app.add_directive("build-report", BuildReportDirective)
+    app.add_post_transform(BuildReportTransform)
+    app.connect("env-updated", _outdated_reports)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
