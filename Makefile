@@ -18,7 +18,7 @@ PORT        ?= 8000
 
 help: ## List the targets
 	@echo "Fine-Tuning by Doing: make <target>"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1|\2/' | column -t -s '|'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
 
 setup: $(STAMP) ## Create .venv and install the pinned requirements and ftlab (done by every target)
 
@@ -53,7 +53,7 @@ check-po: gettext ## Fail if a French message is untranslated, fuzzy, stale or m
 test: $(STAMP) ## Run the whole test suite (builds both languages in a temporary folder)
 	@$(PY) -m pytest tests
 
-serve: html ## Serve _build/html on http://127.0.0.1:$(PORT)/
+serve: html ## Build, then serve _build/html on http://127.0.0.1:8000/ (PORT=... to change)
 	@echo "Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	@$(PY) -m http.server --bind 127.0.0.1 --directory $(BUILD)/html $(PORT)
 

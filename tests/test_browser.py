@@ -41,17 +41,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="session")
-def browser(tmp_path_factory):
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's browser "
                     "(apt-get install chromium) or set FTSITE_CHROMIUM; the tests never download one.",
                     pytrace=False)
     from playwright.sync_api import sync_playwright
 
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=FLAGS + [f"--user-data-dir={profile}"])
+    with sync_playwright() as p:  # launch() gives the browser a fresh, temporary profile
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
 

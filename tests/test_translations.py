@@ -37,9 +37,18 @@ def _plant(locale_copy, **entry) -> str:
     return str(path)
 
 
-def test_check_fails_on_a_planted_untranslated_message(locale_copy, tmp_path):
-    _plant(locale_copy, msgid="A planted sentence nobody translated.", msgstr="")
-    result = run_site(["check-po", "--locale-dir", str(locale_copy)], tmp_path / "b", check=False)
+def test_check_fails_on_a_planted_untranslated_message(tmp_path):
+    """On a complete catalog, one planted empty msgstr fails the check, named."""
+    locale = tmp_path / "locale"
+    path = locale / CHAPTER_PO
+    path.parent.mkdir(parents=True)
+    po = polib.POFile()
+    po.metadata = {"Content-Type": "text/plain; charset=UTF-8", "Language": "fr"}
+    po.append(polib.POEntry(msgid="What is fine-tuning?", msgstr="Qu'est-ce que l'affinage ?"))
+    po.save(str(path))
+    assert run_site(["check-po", "--locale-dir", str(locale)], tmp_path / "b", check=False).returncode == 0
+    _plant(locale, msgid="A planted sentence nobody translated.", msgstr="")
+    result = run_site(["check-po", "--locale-dir", str(locale)], tmp_path / "b", check=False)
     assert result.returncode == 1
     assert "what-is-fine-tuning.po" in result.stderr
     assert 'untranslated: "A planted sentence nobody translated."' in result.stderr

@@ -145,6 +145,11 @@ def build(target: str, build_dir: Path, noexec: bool = False) -> float:
             index.unlink()  # never leave a half-built language looking complete
         fail(explain_failure("".join(lines), target, log_path))
     print(f"[{target}] done in {seconds:.1f} s", flush=True)
+    if target == "fr":
+        missing = check_catalogs(ROOT / "docs" / "locale")
+        if missing:
+            print(f"[fr] note: {len(missing)} French message(s) are untranslated or fuzzy and show "
+                  "in English; 'make check-po' lists them.", flush=True)
     return seconds
 
 
