@@ -25,6 +25,7 @@ copyright = "2026, " + author
 # READTHEDOCS_LANGUAGE for each of its projects (one project per language).
 language = os.environ.get("READTHEDOCS_LANGUAGE", "en")
 ftsite_languages = {"en": "English", "fr": "Français"}  # every language the site is built in
+ftsite_titles = {"en": project, "fr": "L'affinage par la pratique"}  # the site's name per language
 
 # -- Sources -------------------------------------------------------------------------
 # Without a whitelist, README.md or a stray .md inside .venv fails the -W build

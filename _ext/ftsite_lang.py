@@ -60,8 +60,17 @@ def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None
     ]
 
 
+def _translate_title(app: Sphinx, config) -> None:
+    """The site's name in the build's language (``ftsite_titles``), e.g. in the sidebar."""
+    title = config.ftsite_titles.get((config.language or "en")[:2])
+    if title:
+        config.project = config.html_title = title
+
+
 def setup(app: Sphinx) -> dict:
     app.add_config_value("ftsite_languages", {"en": "English", "fr": "Français"}, "html")
+    app.add_config_value("ftsite_titles", {}, "html")
+    app.connect("config-inited", _translate_title)
     app.add_post_transform(FrenchGluedNumbers)
     app.connect("html-page-context", _page_context)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

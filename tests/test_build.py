@@ -83,3 +83,11 @@ def test_root_index_picks_language_and_has_a_no_script_fallback(site):
     index = (site.html / "index.html").read_text(encoding="utf-8")
     assert '<noscript><meta http-equiv="refresh" content="0; url=en/index.html">' in index
     assert 'href="fr/index.html"' in index and 'href="en/index.html"' in index
+
+
+def test_each_notebook_runs_within_its_budget(site):
+    """DESIGN budget: 60 s per notebook on 2 CPU cores, model cache included."""
+    runs = re.findall(r"(notebooks/[\w-]+)\.ipynb: Executed notebook in ([\d.]+) seconds", site.log("gettext"))
+    assert {name for name, _ in runs} == set(notebooks())
+    slow = {name: float(s) for name, s in runs if float(s) > 60}
+    assert not slow, f"notebooks over the 60 s budget: {slow}"
