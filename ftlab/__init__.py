@@ -141,3 +141,19 @@ __all__ = [
     # bilingual display
     "T", "Bilingual", "bilingual", "figure", "plot_loss", "plot_lines", "plot_bars", "table", "results_table",
 ]
+
+# Supervised fine-tuning, introduced in notebooks/sft.ipynb.
+from .sft import (  # noqa: E402
+    SFTRecipe,
+    fact_probe,
+    get_sft_model,
+    sft_dataset,
+    sft_example,
+    sft_loss,
+    sft_recipe,
+    train_sft_loop,
+    train_sft_trl,
+)
+
+__all__ += ["SFTRecipe", "sft_recipe", "sft_dataset", "sft_example", "sft_loss", "train_sft_trl", "train_sft_loop",
+            "get_sft_model", "fact_probe"]
