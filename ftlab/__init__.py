@@ -15,7 +15,8 @@ A notebook starts with::
 Modules: :mod:`ftlab.data` (the world and the data sets), :mod:`ftlab.tokenizer`,
 :mod:`ftlab.models`, :mod:`ftlab.cache`, :mod:`ftlab.real` (``FTLAB_MODEL``),
 :mod:`ftlab.device`, :mod:`ftlab.evaluate`, :mod:`ftlab.display` (bilingual figures and
-tables), :mod:`ftlab.errors`.
+tables), :mod:`ftlab.errors`, :mod:`ftlab.sft` (supervised fine-tuning), :mod:`ftlab.lora`,
+:mod:`ftlab.quant` (quantization and QLoRA).
 """
 
 from __future__ import annotations
@@ -157,3 +158,41 @@ from .sft import (  # noqa: E402
 
 __all__ += ["SFTRecipe", "sft_recipe", "sft_dataset", "sft_example", "sft_loss", "train_sft_trl", "train_sft_loop",
             "get_sft_model", "fact_probe"]
+
+# LoRA, introduced in notebooks/lora.ipynb.
+from .lora import (  # noqa: E402
+    LoRASettings,
+    add_lora,
+    lora_parameter_count,
+    lora_recipe,
+    max_logit_difference,
+    optimizer_state_bytes,
+    saved_bytes,
+    target_linears,
+    token_losses,
+)
+
+__all__ += ["LoRASettings", "lora_recipe", "add_lora", "target_linears", "lora_parameter_count",
+            "optimizer_state_bytes", "saved_bytes", "max_logit_difference", "token_losses"]
+
+# Quantization and QLoRA, introduced in notebooks/quantization.ipynb.
+from .quant import (  # noqa: E402
+    BYTES_PER_PARAM,
+    LLAMA_SHAPES,
+    LlamaShape,
+    absmax_quantize,
+    dequantize,
+    finetune_memory,
+    forward_seconds,
+    load_quantized,
+    model_bytes,
+    nf4_levels,
+    number_formats,
+    quantize_dynamic_int8,
+    roundtrip_error,
+    zeropoint_quantize,
+)
+
+__all__ += ["number_formats", "nf4_levels", "absmax_quantize", "zeropoint_quantize", "dequantize", "roundtrip_error",
+            "quantize_dynamic_int8", "load_quantized", "model_bytes", "forward_seconds", "LlamaShape", "LLAMA_SHAPES",
+            "BYTES_PER_PARAM", "finetune_memory"]

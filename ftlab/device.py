@@ -117,6 +117,7 @@ _WARNING_FILTERS = (
     r"MatMul8bitLt: inputs will be cast",  # pitfall 7
     r".*Kernel is running over TCP.*",
     r"`gradient_checkpointing` is deprecated",  # transformers 5 renames it; pitfall 4 sets it off
+    r"`is_gradient_checkpointing` is deprecated",  # peft 0.21 still calls the old name
 )
 
 

@@ -195,20 +195,26 @@ def train_sft_loop(model, tok, train, heldout=None, recipe: SFTRecipe | None = N
     """What ``SFTTrainer`` does, as a plain PyTorch loop; returns the loss history.
 
     Same arguments and result as :func:`train_sft_trl`, except that the training loss is
-    recorded at every step. Introduced in notebooks/sft.ipynb.
+    recorded at every step, and ``"seconds"`` holds the time spent training (the held-out
+    evaluations excluded). Only the parameters with ``requires_grad`` are optimized, so the
+    same loop trains a LoRA model (:doc:`/notebooks/lora`). Introduced in notebooks/sft.ipynb.
     """
+    import time
+
     import torch
 
     recipe = recipe or sft_recipe()
     device = next(model.parameters()).device
     examples = [sft_example(tok, row["messages"]) for row in train]  # labels = -100 outside the reply
     evals = [sft_example(tok, row["messages"]) for row in heldout] if heldout is not None else []
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / recipe.steps)  # linear decay to 0
     gen = torch.Generator().manual_seed(recipe.seed)
     order: list[int] = []
-    history: dict[str, list] = {"train": [], "eval": []}
+    history: dict = {"train": [], "eval": [], "seconds": 0.0}
     model.train()
+    start = time.perf_counter()
     for step in range(1, recipe.steps + 1):
         if len(order) < recipe.batch_size:  # a new epoch: shuffle the conversations again
             order += torch.randperm(len(examples), generator=gen).tolist()
@@ -216,13 +222,16 @@ def train_sft_loop(model, tok, train, heldout=None, recipe: SFTRecipe | None = N
         order = order[recipe.batch_size :]
         loss = model(**batch).loss  # cross-entropy of each next token, labels -100 ignored
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(trainable, recipe.max_grad_norm)
         opt.step()
         schedule.step()
         opt.zero_grad()
         history["train"].append((step, round(loss.item(), 5)))
         if evals and (step % recipe.eval_every == 0 or step == recipe.steps):
+            paused = time.perf_counter()
             history["eval"].append((step, round(sft_loss(model, tok, evals), 5)))
+            start += time.perf_counter() - paused  # evaluation time is not training time
+    history["seconds"] = time.perf_counter() - start
     model.eval()
     return history
 
