@@ -41,6 +41,7 @@ extensions = [
     "ftsite_glue",        # pages that glue a notebook's numbers follow its re-execution
     "ftsite_math",        # math rendered to MathML at build time: no MathJax from a CDN
     "ftsite_report",      # the build report: each notebook's execution time and status
+    "ftsite_order",       # pages are read (notebooks executed) in the course's order
 ]
 
 # -- Notebooks (myst-nb) -------------------------------------------------------------

@@ -158,6 +158,12 @@ def load_quantized(model, kind: str = "nf4"):
     and norms stay in full precision. On a CPU the 4-bit layers compute in float32; on a GPU
     in bf16 when it is supported. Returns a new transformers model. Introduced in
     notebooks/quantization.ipynb.
+
+    One bitsandbytes 0.50 behaviour is turned off: on CPUs with AVX512-BF16, the first
+    forward pass in eval mode without gradients repacks the 4-bit weights into a CPU layout
+    for faster inference, and the backward pass through repacked weights is wrong (PyTorch
+    warns "an autograd kernel was not registered"). QLoRA evaluates during training, so a
+    held-out evaluation would silently spoil the rest of the training.
     """
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -174,8 +180,12 @@ def load_quantized(model, kind: str = "nf4"):
     device = get_device()
     with tempfile.TemporaryDirectory(prefix="ftlab-quant-") as folder:
         model.save_pretrained(folder)
-        return AutoModelForCausalLM.from_pretrained(folder, quantization_config=config,
-                                                    device_map={"": "cuda:0" if device.type == "cuda" else "cpu"})
+        quantized = AutoModelForCausalLM.from_pretrained(folder, quantization_config=config,
+                                                         device_map={"": "cuda:0" if device.type == "cuda" else "cpu"})
+    for module in quantized.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False  # no CPU repacking: see above
+    return quantized
 
 
 def model_bytes(model) -> int:

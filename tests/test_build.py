@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 import polib
@@ -91,3 +92,15 @@ def test_each_notebook_runs_within_its_budget(site):
     assert {name for name, _ in runs} == set(notebooks())
     slow = {name: float(s) for name, s in runs if float(s) > 60}
     assert not slow, f"notebooks over the 60 s budget: {slow}"
+
+
+def test_notebooks_execute_in_the_course_order(site):
+    """_ext/ftsite_order.py: each notebook runs after those the home page lists before it, so
+    the models they cache (the base model of `pretraining`, say) are there when it needs them."""
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from ftsite_order import course_order
+
+    executed = re.findall(r"(notebooks/[\w-]+)\.ipynb: Executed notebook", site.log("gettext"))
+    expected = [name for name in course_order(ROOT) if name.startswith("notebooks/")]
+    assert executed == expected
+    assert expected.index("notebooks/pretraining") < expected.index("notebooks/lora")
