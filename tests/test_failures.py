@@ -62,3 +62,19 @@ def test_math_becomes_mathml_with_no_script(mini_project):
     html = (mini_project / "_build" / "html" / "en" / "docs" / "page.html").read_text()
     assert re.search(r'<math [^>]*display="block"', html) and "<mi>&#x003C3;</mi>" in html
     assert "mathjax" not in html.lower()
+
+
+def test_cell_timeout_gets_its_own_message(tmp_path):
+    """A cell stopped by nb_execution_timeout (a busy CPU, an endless loop) is named as such,
+    not by the ZMQ error that follows the kernel's interruption."""
+    from conftest import tool
+
+    log = (
+        "notebooks/lora.ipynb: WARNING: Executing notebook failed: CellTimeoutError\n"
+        "nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed, after 300 seconds.\n"
+        "zmq.error.ZMQError: Socket operation on non-socket\n"
+        "myst_nb.core.execute.base.ExecutionError: notebooks/lora.ipynb\n"
+    )
+    message = tool().explain_failure(log, "en", tmp_path / "en.log")
+    assert message.startswith("notebooks/lora.ipynb: a cell ran longer than 300 s")
+    assert "nb_execution_timeout" in message and "ZMQ" not in message

@@ -62,6 +62,15 @@ def explain_failure(log: str, target: str, log_path: Path) -> str:
         path = Path(failed_nb.group(1)) if failed_nb else None
         cell, error = failing_cell(log, path)
         name = display_path(path) if path else "a notebook"
+        timeout = re.search(r"CellTimeoutError: A cell timed out .*? after (\d+) seconds", log)
+        if timeout:
+            return (
+                f"{name}: a cell ran longer than {timeout.group(1)} s and was stopped "
+                f"(nb_execution_timeout in conf.py).\n"
+                f"  The notebooks need about a minute each on 2 idle cores: check that nothing else "
+                f"keeps the CPU busy (torch jobs running at the same time slow each other down many "
+                f"times over), then run 'make html' again. {where}"
+            )
         return (
             f"{name} failed at {cell}: {error}\n"
             f"  Fix that cell (open it with 'make lab'), then run 'make html' again. {where}"
