@@ -36,6 +36,7 @@ MESSAGES = {
     "en": {
         "download": "Download this notebook (.ipynb)",
         "executed": "Executed in {seconds} s on {device}, on {date}.",
+        "executed_somewhere": "Executed in {seconds} s, on {date}.",
         "not_executed": "This notebook was not executed in this build: its outputs are missing.",
         "failed": "This notebook failed to execute in this build.",
         "run_title": "Run it locally",
@@ -56,6 +57,7 @@ MESSAGES = {
     "fr": {
         "download": "Télécharger ce notebook (.ipynb, en anglais)",
         "executed": "Exécuté en {seconds}\u00a0s sur {device}, le {date}.",
+        "executed_somewhere": "Exécuté en {seconds}\u00a0s, le {date}.",
         "not_executed": "Ce notebook n'a pas été exécuté lors de cette construction\u00a0: ses sorties manquent.",
         "failed": "L'exécution de ce notebook a échoué lors de cette construction.",
         "run_title": "L'exécuter chez soi",
@@ -88,10 +90,8 @@ def is_notebook(env, docname: str) -> bool:
     return env.doc2path(docname).suffix == ".ipynb"
 
 
-def describe_device(match: re.Match | None, words: dict[str, str]) -> str:
+def describe_device(match: re.Match, words: dict[str, str]) -> str:
     """``cpu, float32, 2 threads`` -> ``a CPU (2 threads)``; ``cuda:0`` -> ``a GPU (cuda:0, bfloat16)``."""
-    if match is None:
-        return "?"
     device, dtype, threads = match["device"], match["dtype"], int(match["threads"])
     if device == "cpu":
         count = words["thread"] if threads == 1 else words["threads"].format(n=threads)
@@ -120,9 +120,10 @@ def execution_line(env, docname: str, doctree: nodes.Node, language: str) -> str
             break
     seconds = run.get("runtime")
     date = datetime.fromtimestamp(run["mtime"]).strftime("%Y-%m-%d") if run.get("mtime") else "?"
-    return words["executed"].format(
-        seconds="?" if seconds is None else _number(seconds, language),
-        device=describe_device(device, words), date=date)
+    seconds = "?" if seconds is None else _number(seconds, language)
+    if device is None:  # a notebook that does not call ftlab.setup() first
+        return words["executed_somewhere"].format(seconds=seconds, date=date)
+    return words["executed"].format(seconds=seconds, device=describe_device(device, words), date=date)
 
 
 def _code(text: str, lexer: str = "bash") -> str:
