@@ -14,7 +14,7 @@ STAMP       := $(VENV)/.installed
 PORT        ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help setup html html-noexec gettext update-po check-po test serve lab clean
+.PHONY: help setup html html-noexec epub gettext update-po check-po test serve lab clean
 
 help: ## List the targets
 	@echo "Fine-Tuning by Doing: make <target>"
@@ -39,6 +39,10 @@ html: $(STAMP) ## Build English and French into _build/html/{en,fr} (executes ch
 html-noexec: $(STAMP) ## Same, without executing notebooks (fast; outputs are missing)
 	@$(SITE) build en fr --noexec
 	@$(SITE) root-index
+
+epub: $(STAMP) ## Optional: an e-book per language, _build/epub/{en,fr}/fine-tuning-by-doing-*.epub
+	@$(SITE) build en fr --epub
+	@ls $(BUILD)/epub/*/*.epub
 
 gettext: $(STAMP) ## Extract the English messages into _build/gettext/*.pot
 	@$(SITE) build gettext

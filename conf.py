@@ -31,7 +31,7 @@ ftsite_titles = {"en": project, "fr": "L'affinage par la pratique"}  # the site'
 # Without a whitelist, README.md or a stray .md inside .venv fails the -W build
 # ("document isn't included in any toctree").
 root_doc = "index"
-include_patterns = ["index.rst", "docs/**", "notebooks/**"]
+include_patterns = ["index.rst", "404.rst", "docs/**", "notebooks/**"]
 exclude_patterns = ["_build", "docs/locale", "**/.ipynb_checkpoints"]
 
 extensions = [
@@ -42,6 +42,11 @@ extensions = [
     "ftsite_math",        # math rendered to MathML at build time: no MathJax from a CDN
     "ftsite_report",      # the build report: each notebook's execution time and status
     "ftsite_order",       # pages are read (notebooks executed) in the course's order
+    "ftsite_notebook",    # every notebook page: download link, "run it locally", execution line
+    "ftsite_dropdown",    # exercise solutions hidden in <details> (":class: dropdown")
+    "ftsite_glossary",    # the glossary sorted in the page's language
+    "ftsite_cite",        # the references page lists the pages that cite each entry
+    "ftsite_meta",        # last updated (git), description, Open Graph, sitemap.xml, 404 page
 ]
 
 # -- Notebooks (myst-nb) -------------------------------------------------------------
@@ -92,10 +97,18 @@ html_math_renderer = "mathml"  # see _ext/ftsite_math.py: no MathJax from a CDN
 html_static_path = ["_static"]
 html_css_files = ["ftsite.css"]
 templates_path = ["_templates"]
-html_last_updated_fmt = "%Y-%m-%d"
+html_last_updated_fmt = "%Y-%m-%d"  # per page, from git: see _ext/ftsite_meta.py
 html_show_sourcelink = False
 html_copy_source = False
-html_baseurl = os.environ.get("FTSITE_BASEURL", "")  # e.g. https://example.org/ when hosted
+# html_baseurl (canonical links, sitemap, Open Graph) is set per language by _ext/ftsite_lang.py
+# from FTSITE_BASEURL, the public address of the folder that holds en/ and fr/.
+# html_search_language is left to follow `language`: French pages get French stemming.
+
+# -- EPUB (make epub) -----------------------------------------------------------------
+epub_basename = "fine-tuning-by-doing"  # _build/epub/<lang>/fine-tuning-by-doing-<lang>.epub
+epub_author = author
+epub_show_urls = "no"         # no URL printed after every link
+epub_exclude_files = ["search.html", "404.html"]
 
 # Copy buttons copy the code, not the prompts or the outputs.
 copybutton_exclude = ".linenos, .gp, .go"

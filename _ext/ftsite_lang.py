@@ -42,35 +42,62 @@ class FrenchGluedNumbers(SphinxPostTransform):
                     node.replace(node.children[0], nodes.Text(french_number(text)))
 
 
-def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None:
-    """Give the template the other languages and the prefix that leads to them."""
-    current = app.config.language or "en"
-    languages = app.config.ftsite_languages
+DEFAULT_SITE_URL = "http://127.0.0.1:8000/"  # where `make serve` serves the site
+
+
+def site_url() -> str:
+    """The public address of the folder that holds ``en/`` and ``fr/``, ending with ``/``.
+
+    ``FTSITE_BASEURL`` (e.g. ``https://owner.github.io/repo/``); by default the address of
+    ``make serve``. On Read the Docs, the project's canonical URL minus ``<lang>/<version>/``.
+    Absolute links need it: the sitemap, the canonical link, ``hreflang`` and Open Graph URLs.
+    """
+    canonical = os.environ.get("READTHEDOCS_CANONICAL_URL")
+    if canonical:
+        root = canonical.rstrip("/") + "/"
+        suffix = language_path(os.environ.get("READTHEDOCS_LANGUAGE", "en"))
+        return root[: -len(suffix)] if root.endswith(suffix) else root
+    return (os.environ.get("FTSITE_BASEURL") or DEFAULT_SITE_URL).rstrip("/") + "/"
+
+
+def language_path(code: str) -> str:
+    """Where a language's pages are, under the site's address: ``fr/`` (``fr/latest/`` on RTD)."""
     if os.environ.get("READTHEDOCS"):
         # https://<project>.readthedocs.io/<lang>/<version>/<page>.html
-        version = os.environ.get("READTHEDOCS_VERSION", "latest")
-        prefix = "../../{code}/" + version + "/"
-    else:
-        prefix = "../{code}/"  # _build/html/<lang>/<page>.html
+        return f"{code}/{os.environ.get('READTHEDOCS_VERSION', 'latest')}/"
+    return f"{code}/"  # _build/html/<lang>/<page>.html
+
+
+def _page_context(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Give the template the other languages: relative and absolute addresses of this page."""
+    current = app.config.language or "en"
+    up = "../" * language_path(current).count("/")  # from this language's root to the site's
+    page = pagename + context.get("file_suffix", ".html")
     context["ftsite_current_language"] = current
-    context["ftsite_baseurl"] = (app.config.html_baseurl or "").rstrip("/")
     context["ftsite_languages"] = [
-        {"code": code, "name": name, "prefix": prefix.format(code=code)}
-        for code, name in languages.items()
+        {"code": code, "name": name, "prefix": up + language_path(code),
+         "url": site_url() + language_path(code) + page}
+        for code, name in app.config.ftsite_languages.items()
     ]
 
 
-def _translate_title(app: Sphinx, config) -> None:
-    """The site's name in the build's language (``ftsite_titles``), e.g. in the sidebar."""
+def _configure_language(app: Sphinx, config) -> None:
+    """The site's name in the build's language (``ftsite_titles``), and this language's URL."""
     title = config.ftsite_titles.get((config.language or "en")[:2])
     if title:
-        config.project = config.html_title = title
+        config.project = config.html_title = config.epub_title = title
+    # Sphinx writes <link rel="canonical"> from html_baseurl: the address of this language.
+    config.html_baseurl = site_url() + language_path(config.language or "en")
+    # One e-book per language (make epub), identified by the address of its language.
+    config.epub_basename = f"{config.epub_basename}-{config.language or 'en'}"
+    config.epub_identifier, config.epub_scheme = config.html_baseurl, "URL"
+    config.epub_description = config.epub_title
 
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("ftsite_languages", {"en": "English", "fr": "Français"}, "html")
     app.add_config_value("ftsite_titles", {}, "html")
-    app.connect("config-inited", _translate_title)
+    app.connect("config-inited", _configure_language)
     app.add_post_transform(FrenchGluedNumbers)
     app.connect("html-page-context", _page_context)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,20 +1,32 @@
 """What a reader sees in a real browser: headless Debian Chromium driven by Playwright.
 
 The browser is the system's (``/usr/bin/chromium``, installed by ``.ci/run``); no tool
-ever downloads one. Pages are served on 127.0.0.1 and every request is recorded.
+ever downloads one. Pages are served on 127.0.0.1 like a static host serves them (a
+missing address gets its language's 404 page) and every request is recorded.
 """
 
 from __future__ import annotations
 
 import functools
+import html.parser
 import http.server
 import os
+import re
 import shutil
+import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urldefrag, urljoin, urlparse
 
+import nbformat
 import pytest
+
+from conftest import ROOT, notebooks
+
+sys.path.insert(0, str(ROOT / "_ext"))
+from ftsite_lang import site_url  # noqa: E402
 
 CHROMIUM = os.environ.get("FTSITE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
@@ -36,8 +48,26 @@ def server(site):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the site as GitHub Pages or Read the Docs do: a missing page gets a 404 page."""
+
     def log_message(self, *args) -> None:
         pass
+
+    def send_error(self, code, message=None, explain=None) -> None:
+        root = Path(self.directory)
+        language = urlparse(self.path).path.lstrip("/").split("/", 1)[0]
+        page = root / language / "404.html"
+        if not (language and page.is_file()):
+            page = root / "404.html"
+        if code != 404 or self.command not in ("GET", "HEAD") or not page.is_file():
+            return super().send_error(code, message, explain)
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +89,14 @@ def open_page(browser):
     """Open pages in a fresh context with a given browser language; record every request."""
     contexts = []
 
-    def _open(url: str, locale: str = "en-US", javascript: bool = True):
-        context = browser.new_context(locale=locale, java_script_enabled=javascript)
+    def _open(url: str, locale: str = "en-US", javascript: bool = True, **options):
+        context = browser.new_context(locale=locale, java_script_enabled=javascript, **options)
         contexts.append(context)
         page = context.new_page()
-        page.requests = []
+        page.requests, page.failed = [], []
         page.on("request", lambda request: page.requests.append(request.url))
-        page.goto(url)
+        page.on("response", lambda response: response.status >= 400 and page.failed.append(response.url))
+        page.response = page.goto(url)
         page.wait_for_load_state("load")
         return page
 
@@ -103,13 +134,180 @@ def test_switch_works_from_file_urls(site, open_page):
     page.wait_for_url((site.html / "en" / f"{CHAPTER}.html").as_uri())
 
 
-@pytest.mark.parametrize("pagename", ["index", CHAPTER, NOTEBOOK, "docs/glossary", "docs/build-report"])
+@pytest.mark.parametrize("pagename", ["index", CHAPTER, NOTEBOOK, "docs/glossary", "docs/build-report",
+                                      "docs/references", "search.html?q=model", "404", "missing/page"])
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_no_request_leaves_localhost(server, open_page, lang, pagename):
-    page = open_page(f"{server}/{lang}/{pagename}.html")
+    suffix = "" if "." in pagename else ".html"
+    page = open_page(f"{server}/{lang}/{pagename}{suffix}")
     page.wait_for_load_state("networkidle")
     assert page.requests, "the page made requests (at least itself)"
     foreign = [u for u in page.requests
                if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname != "127.0.0.1"]
     assert foreign == [], f"{lang}/{pagename} requested third-party URLs: {foreign}"
 
+
+
+# -- What a learner expects from a course site ---------------------------------------------
+
+def search(open_page, server: str, lang: str, words: str) -> list[str]:
+    """Search the site in one language; return the result links (page addresses)."""
+    page = open_page(f"{server}/{lang}/search.html?q={words}")
+    page.wait_for_selector("#search-results .search-summary", timeout=20000)
+    links = page.locator("#search-results ul.search li a").evaluate_all("as => as.map(a => a.href)")
+    assert not page.failed and all(urlparse(u).hostname == "127.0.0.1" for u in page.requests)
+    return [urlparse(u).path for u in links]
+
+
+def test_search_for_a_french_inflected_word_finds_the_french_chapter(site, server, open_page):
+    """French stemming: « affinages » and « affinerez » match « affinage » and « affiner »."""
+    chapter = site.page("fr", CHAPTER).lower()
+    for words in ["affinages", "affinerez"]:
+        assert words not in chapter, "the word itself is absent: only stemming can find the page"
+        found = search(open_page, server, "fr", words)
+        assert f"/fr/{CHAPTER}.html" in found, f"{words}: {found}"
+
+
+def test_search_in_english_finds_chapters(server, open_page):
+    found = search(open_page, server, "en", "tokenizers")
+    assert "/en/docs/base-models.html" in found, found
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_copy_button_copies_the_code_of_a_cell(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/{NOTEBOOK}.html",
+                     permissions=["clipboard-read", "clipboard-write"])
+    cell = page.locator("div.cell_input div.highlight").first
+    cell.hover()
+    cell.locator("button.copybtn").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    source = next(c.source for c in nbformat.read(ROOT / f"{NOTEBOOK}.ipynb", as_version=4).cells
+                  if c.cell_type == "code")
+    assert copied.strip() == source.strip()
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_download_link_serves_the_notebook(server, open_page, tmp_path, lang):
+    page = open_page(f"{server}/{lang}/{NOTEBOOK}.html", accept_downloads=True)
+    with page.expect_download() as download:
+        page.locator(".ftsite-notebook-bar a.download").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == Path(NOTEBOOK).name + ".ipynb"
+    notebook = nbformat.read(saved, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook == nbformat.read(ROOT / f"{NOTEBOOK}.ipynb", as_version=4)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_solutions_stay_hidden_until_the_reader_opens_them(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/{CHAPTER}.html")
+    solution = page.locator("details.dropdown").first
+    answer = solution.locator("p").first
+    assert answer.text_content().strip() and not answer.is_visible()
+    solution.locator("summary").click()
+    assert answer.is_visible()
+
+
+@pytest.mark.parametrize("lang, heading", [("en", "Learning path"), ("fr", "Parcours d’apprentissage")])
+def test_home_page_says_it_all_in_one_laptop_screen(server, open_page, lang, heading):
+    """1366 × 768: what it teaches, for whom, CPU and GPU, and the start of the learning path."""
+    page = open_page(f"{server}/{lang}/index.html", viewport={"width": 1366, "height": 768})
+    first_chapter = page.locator("section.ftsite-home ol li").first
+    assert page.get_by_role("heading", name=heading).is_visible()
+    box = first_chapter.bounding_box()
+    assert box and box["y"] + box["height"] <= 768, f"the learning path starts below the first screen: {box}"
+    text = page.locator("section.ftsite-home").inner_text()
+    assert "CPU" in text and "GPU" in text
+
+
+@pytest.mark.parametrize("lang, title", [("en", "Page not found"), ("fr", "Page introuvable")])
+def test_a_missing_page_gets_the_404_page_of_its_language(server, open_page, lang, title):
+    page = open_page(f"{server}/{lang}/docs/no/such/page.html")
+    assert page.response.status == 404
+    assert page.locator("h1").first.inner_text().startswith(title)
+    page.wait_for_load_state("networkidle")
+    assert page.failed == [f"{server}/{lang}/docs/no/such/page.html"], "its styles and scripts load"
+    page.locator("[itemprop=articleBody] a[href='index.html']").first.click()
+    page.wait_for_url(f"{server}/{lang}/index.html")
+
+
+class _Links(html.parser.HTMLParser):
+    """The addresses a page refers to: links, stylesheets, scripts, pictures; and its ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls, self.ids, self.base = [], set(), None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and "name" in attrs:
+            self.ids.add(attrs["name"])
+        if tag == "base":
+            self.base = attrs.get("href")
+        for name in ("href", "src"):
+            if attrs.get(name) and tag in ("a", "link", "script", "img", "source", "iframe"):
+                self.urls.append(attrs[name])
+        if tag == "meta" and attrs.get("property") in ("og:url", "og:image"):
+            self.urls.append(attrs["content"])
+
+
+def test_every_internal_link_of_both_languages_resolves(site, server):
+    """Each address used by any page (and the sitemaps) answers 200, and each #anchor exists."""
+    published = site_url()
+    pages = sorted(site.html.rglob("*.html"))
+    parsed: dict[str, _Links] = {}
+
+    def fetch(url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.read()
+
+    def local(url: str) -> str | None:
+        if url.startswith(published):  # absolute links (canonical, hreflang, og:url) to the site
+            return server + "/" + url[len(published):]
+        return url if urlparse(url).hostname == "127.0.0.1" else None
+
+    targets: dict[str, set[str]] = {}
+    for path in pages:
+        url = server + "/" + path.relative_to(site.html).as_posix()
+        links = _Links()
+        links.feed(path.read_text(encoding="utf-8"))
+        parsed[url] = links
+        base = urljoin(server + "/", links.base) if links.base else url
+        for href in links.urls:
+            if href.startswith(("mailto:", "data:", "javascript:")):
+                continue
+            absolute = local(urljoin(base, href))
+            if absolute:
+                targets.setdefault(absolute, set()).add(path.relative_to(site.html).as_posix())
+    for sitemap in site.html.rglob("sitemap.xml"):
+        for loc in re.findall(r'(?:<loc>|href=")([^<"]+)', sitemap.read_text(encoding="utf-8")):
+            targets.setdefault(local(loc), set()).add(sitemap.relative_to(site.html).as_posix())
+    assert len(pages) >= 25 and len(targets) > 100
+    broken, missing_anchors = [], []
+    for target, sources in sorted(targets.items()):
+        address, fragment = urldefrag(target)
+        try:
+            body = fetch(address)
+        except urllib.error.HTTPError as error:
+            broken.append(f"{target} ({error.code}) from {sorted(sources)[:3]}")
+            continue
+        if fragment and address.endswith(".html"):
+            ids = parsed[address].ids if address in parsed else set()
+            if fragment not in ids:
+                missing_anchors.append(f"{target} from {sorted(sources)[:3]}")
+        assert body is not None
+    assert broken == [], "\n".join(broken[:20])
+    assert missing_anchors == [], "\n".join(missing_anchors[:20])
+
+
+def test_no_page_loads_anything_from_another_host(site):
+    """Every built page, both languages: stylesheets, scripts, pictures and frames are local."""
+    foreign = []
+    for path in site.html.rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        for tag, url in re.findall(r'<(script|img|iframe|source|link rel="stylesheet")[^>]*?(?:src|href)="(https?://[^"]+)"', text):
+            foreign.append(f"{path.relative_to(site.html)}: {tag} {url}")
+    assert foreign == []

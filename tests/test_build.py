@@ -10,6 +10,9 @@ import polib
 
 from conftest import ROOT, notebooks, pasted_values, run_site, tool
 
+sys.path.insert(0, str(ROOT / "_ext"))
+from ftsite_lang import site_url  # noqa: E402
+
 
 def test_both_languages_build_with_warnings_as_errors(site):
     """tools/ftsite.py passes -W: a warning would have failed the build in the fixture."""
@@ -22,11 +25,14 @@ def test_both_languages_build_with_warnings_as_errors(site):
 
 
 def test_html_lang_and_hreflang(site):
+    """hreflang alternates are absolute (FTSITE_BASEURL); the language switch is relative."""
+    root = site_url()
     for lang, other in [("en", "fr"), ("fr", "en")]:
         page = site.page(lang, "docs/what-is-fine-tuning")
         assert re.search(rf'<html[^>]*\blang="{lang}"', page)
-        assert f'hreflang="{other}" href="../../{other}/docs/what-is-fine-tuning.html"' in page
-        assert f'hreflang="{lang}" href="../../{lang}/docs/what-is-fine-tuning.html"' in page
+        assert f'hreflang="{other}" href="{root}{other}/docs/what-is-fine-tuning.html"' in page
+        assert f'hreflang="{lang}" href="{root}{lang}/docs/what-is-fine-tuning.html"' in page
+        assert f'href="../../{other}/docs/what-is-fine-tuning.html" hreflang="{other}"' in page
 
 
 def test_french_page_shows_the_po_translation(site):

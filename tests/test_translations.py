@@ -83,3 +83,20 @@ def test_check_reports_a_malformed_file_with_its_line(locale_copy):
     path.write_text(path.read_text(encoding="utf-8") + '\nmsgid "broken\nmsgstr ""\n', encoding="utf-8")
     problems = check_catalogs(locale_copy, syntax_only=True)
     assert len(problems) == 1 and "what-is-fine-tuning.po:" in problems[0] and "syntax error" in problems[0]
+
+
+def test_check_flags_a_glossary_link_whose_target_was_translated(locale_copy):
+    """In French, :term:`affinage <fine-tuning>` keeps the English target; :term:`affinage` breaks."""
+    _plant(locale_copy, msgid="Planted: :term:`fine-tuning` changes weights.",
+           msgstr="Planté : :term:`affinage` modifie les poids.")
+    problems = check_catalogs(locale_copy)
+    assert any("must link :term:`fine-tuning`" in p and "<fine-tuning>" in p for p in problems)
+
+
+def test_check_accepts_a_translated_link_text_and_flags_a_lost_citation(locale_copy):
+    _plant(locale_copy, msgid="Planted: :term:`LoRA <low-rank adaptation (LoRA)>` :cite:`Hu2021`.",
+           msgstr="Planté : :term:`LoRA <low-rank adaptation (LoRA)>` :cite:`Hu2021`.")
+    assert check_catalogs(locale_copy) == []
+    _plant(locale_copy, msgid="Another planted one :cite:`Hu2021`.", msgstr="Un autre, sans citation.")
+    problems = check_catalogs(locale_copy)
+    assert len(problems) == 1 and ":cite:`Hu2021`" in problems[0]

@@ -21,6 +21,37 @@ _KEEP = [
 ]
 
 
+# Links whose target a translation keeps while it translates their text: in .rst,
+# :term:`affinage <fine-tuning>` for :term:`fine-tuning`; in notebooks (MyST), {term}`…`.
+# Citations (:cite:`Hu2021`) and document links keep their target too.
+_XREF = re.compile(r"(?::(term|doc|ref|cite|numref):|\{(term|doc|ref|cite|numref)\})`([^`]+)`")
+
+
+def _xref_targets(text: str) -> list[str]:
+    """``:term:`affinage <fine-tuning>``` -> ``:term: fine-tuning`` (sorted, one per link)."""
+    found = []
+    for rst_role, myst_role, content in _XREF.findall(text):
+        target = re.search(r"<([^<>]+)>\s*$", content)
+        found.append(f":{rst_role or myst_role}: {(target.group(1) if target else content).strip()}")
+    return sorted(found)
+
+
+def _xref_problem(msgid: str, msgstr: str) -> str | None:
+    """What a translation did wrong with the links of its message, if anything."""
+    wanted, got = _xref_targets(msgid), _xref_targets(msgstr)
+    for item in wanted:
+        if item in got:
+            got.remove(item)
+            continue
+        role, target = item.split(" ", 1)
+        if role == ":term:":
+            return f"the translation must link {role}`{target}`: write :term:`<texte français> <{target}>`"
+        return f"the translation must keep the target of {role}`{target}`"
+    if got:
+        return f"the translation links {got[0]}, which the English message does not"
+    return None
+
+
 def _short(text: str, width: int = 70) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -83,6 +114,8 @@ def check_catalogs(locale_dir: Path, syntax_only: bool = False,
                 lost = [m for m in _kept_markup(entry.msgid) if m not in entry.msgstr]
                 if lost:
                     problems.append(f'{where}: the translation must keep {lost[0]} exactly: "{_short(entry.msgid)}"')
+                elif (problem := _xref_problem(entry.msgid, entry.msgstr)):
+                    problems.append(f'{where}: {problem}: "{_short(entry.msgid)}"')
     if pot_dir is not None and not syntax_only:
         problems += _against_templates(Path(pot_dir), catalogs, base)
     return problems

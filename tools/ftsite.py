@@ -5,7 +5,8 @@ Run by the Makefile (``make html``, ``make gettext``, ``make test``…); usable 
     python tools/ftsite.py build en            # _build/html/en
     python tools/ftsite.py build fr --noexec   # French, without executing notebooks
     python tools/ftsite.py build gettext       # _build/gettext/*.pot (for sphinx-intl)
-    python tools/ftsite.py root-index          # _build/html/index.html (language pick)
+    python tools/ftsite.py build en fr --epub  # _build/epub/<lang>/*.epub (e-books)
+    python tools/ftsite.py root-index          # _build/html/index.html (language pick), 404, sitemap
     python tools/ftsite.py check-po            # French complete, .po files well formed
 
 Sphinx's full output goes to ``_build/logs/<lang>.log``; the terminal gets the
@@ -24,12 +25,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
+from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = {"en": "English", "fr": "French"}
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "_ext"))
 
 from check_po import check_catalogs  # noqa: E402  (tools/check_po.py)
+from ftsite_lang import language_path, site_url  # noqa: E402  (_ext/ftsite_lang.py)
 
 # Lines of Sphinx's output worth showing while it runs.
 SHOW = re.compile(r"Executing notebook|Executed notebook|Using cached notebook|WARNING|ERROR|Error")
@@ -41,13 +46,17 @@ def fail(message: str) -> None:
     raise SystemExit(1)
 
 
-def sphinx_command(target: str, build: Path, noexec: bool) -> tuple[list[str], Path]:
+def sphinx_command(target: str, build: Path, noexec: bool, epub: bool = False) -> tuple[list[str], Path]:
     """The sphinx-build command line for one target (en, fr or gettext) and its outdir."""
+    doctrees = build / "doctrees" / target
     if target == "gettext":
         outdir, args = build / "gettext", ["-b", "gettext"]
+    elif epub:
+        outdir, args = build / "epub" / target, ["-b", "epub", "-D", f"language={target}"]
+        doctrees = build / "doctrees" / f"epub-{target}"
     else:
         outdir, args = build / "html" / target, ["-b", "html", "-D", f"language={target}"]
-    args += ["-d", str(build / "doctrees" / target), "-W", "--keep-going", "-n"]
+    args += ["-d", str(doctrees), "-W", "--keep-going", "-n"]
     if noexec:
         args += ["-D", "nb_execution_mode=off"]
     return [sys.executable, "-m", "sphinx", *args, str(ROOT), str(outdir)], outdir
@@ -120,21 +129,22 @@ def display_path_in(line: str) -> str:
     return line.replace(str(ROOT) + os.sep, "")
 
 
-def build(target: str, build_dir: Path, noexec: bool = False) -> float:
+def build(target: str, build_dir: Path, noexec: bool = False, epub: bool = False) -> float:
     """Run one Sphinx build; return its duration, or stop with a clear message."""
     if target == "fr":
         problems = check_catalogs(ROOT / "docs" / "locale", syntax_only=True)
         if problems:
             fail("a French .po file is malformed:\n  " + "\n  ".join(problems[:10])
                  + "\n  Fix it (see the line above), or restore it with 'git checkout'.")
-    command, outdir = sphinx_command(target, build_dir, noexec)
-    log_path = build_dir / "logs" / f"{target}.log"
+    command, outdir = sphinx_command(target, build_dir, noexec, epub)
+    log_name = f"epub-{target}" if epub else target
+    log_path = build_dir / "logs" / f"{log_name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     root_index = build_dir / "html" / "index.html"
-    if target != "gettext" and root_index.exists():
+    if target != "gettext" and not epub and root_index.exists():
         root_index.unlink()  # written again only when every language built
-    label = LANGUAGES.get(target, "message catalogs (gettext)")
-    print(f"[{target}] building {label} into {display_path(outdir)} …", flush=True)
+    label = LANGUAGES.get(target, "message catalogs (gettext)") + (" e-book (EPUB)" if epub else "")
+    print(f"[{log_name}] building {label} into {display_path(outdir)} …", flush=True)
     start = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
     lines: list[str] = []
@@ -145,7 +155,7 @@ def build(target: str, build_dir: Path, noexec: bool = False) -> float:
             log.write(line)
             lines.append(line)
             if SHOW.search(line) and "WARNING" not in line and "ERROR" not in line:
-                print(f"[{target}]   {display_path_in(line.strip())}", flush=True)
+                print(f"[{log_name}]   {display_path_in(line.strip())}", flush=True)
         status = process.wait()
     seconds = time.perf_counter() - start
     if status != 0:
@@ -153,8 +163,8 @@ def build(target: str, build_dir: Path, noexec: bool = False) -> float:
         if index.exists():
             index.unlink()  # never leave a half-built language looking complete
         fail(explain_failure("".join(lines), target, log_path))
-    print(f"[{target}] done in {seconds:.1f} s", flush=True)
-    if target == "fr":
+    print(f"[{log_name}] done in {seconds:.1f} s", flush=True)
+    if target == "fr" and not epub:
         missing = check_catalogs(ROOT / "docs" / "locale")
         if missing:
             print(f"[fr] note: {len(missing)} French message(s) are untranslated or fuzzy and show "
@@ -193,14 +203,47 @@ ROOT_INDEX = """<!DOCTYPE html>
 """
 
 
+# Served by GitHub Pages for any missing address of the site, at any depth: absolute
+# links only, both languages (each language also has its own themed 404.html).
+ROOT_404 = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Page not found / Page introuvable</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<style>body {{ font-family: sans-serif; max-width: 40em; margin: 4em auto; padding: 0 1em; line-height: 1.5; }}</style>
+</head>
+<body>
+<h1>Page not found</h1>
+<p>The page you asked for does not exist, or it has moved.
+Start again from the <a href="{root}en/index.html" hreflang="en">home page</a>.</p>
+<h1 lang="fr">Page introuvable</h1>
+<p lang="fr">La page demandée n'existe pas, ou elle a été déplacée.
+Repartez de la <a href="{root}fr/index.html" hreflang="fr">page d'accueil</a>.</p>
+</body>
+</html>
+"""
+
+
 def write_root_index(build_dir: Path) -> Path:
-    """Write _build/html/index.html, which opens the reader's language."""
-    missing = [code for code in LANGUAGES if not (build_dir / "html" / code / "index.html").exists()]
+    """Write _build/html/index.html (opens the reader's language), 404.html, sitemap.xml, robots.txt."""
+    html = build_dir / "html"
+    missing = [code for code in LANGUAGES if not (html / code / "index.html").exists()]
     if missing:
         fail(f"cannot write the language picker: {', '.join(missing)} not built. Run 'make html'.")
-    path = build_dir / "html" / "index.html"
+    path = html / "index.html"
     path.write_text(ROOT_INDEX, encoding="utf-8")
-    (build_dir / "html" / ".nojekyll").write_text("")  # GitHub Pages: serve _static/ as is
+    (html / ".nojekyll").write_text("")  # GitHub Pages: serve _static/ as is
+    root = site_url()
+    (html / "404.html").write_text(ROOT_404.format(root=urlparse(root).path or "/"), encoding="utf-8")
+    sitemaps = "".join(f"  <sitemap><loc>{escape(root + language_path(code))}sitemap.xml</loc></sitemap>\n"
+                       for code in LANGUAGES if (html / code / "sitemap.xml").exists())
+    (html / "sitemap.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        f"{sitemaps}</sitemapindex>\n", encoding="utf-8")
+    (html / "robots.txt").write_text(f"User-agent: *\nAllow: /\nSitemap: {root}sitemap.xml\n", encoding="utf-8")
     return path
 
 
@@ -212,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     b = sub.add_parser("build", help="build one target: en, fr or gettext")
     b.add_argument("targets", nargs="+", choices=["en", "fr", "gettext"])
     b.add_argument("--noexec", action="store_true", help="do not execute notebooks")
+    b.add_argument("--epub", action="store_true", help="an e-book per language into _build/epub/<lang>")
     sub.add_parser("root-index", help="write _build/html/index.html")
     c = sub.add_parser("check-po", help="check the French .po files")
     c.add_argument("--pot-dir", type=Path, help="also check them against these .pot files")
@@ -222,7 +266,9 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.command == "build":
         for target in args.targets:
-            build(target, build_dir, args.noexec)
+            if args.epub and target == "gettext":
+                fail("--epub builds en or fr, not gettext")
+            build(target, build_dir, args.noexec, args.epub)
     elif args.command == "root-index":
         path = write_root_index(build_dir)
         print(f"Open {display_path(path)} (or run 'make serve' and visit http://127.0.0.1:8000/)")
