@@ -219,7 +219,7 @@ def evaluate_chat(model, tok, qas: Sequence, system: str | None = SYSTEM_PROMPT,
         }
     )
     n = max(1, len(table))
-    return ChatReport(table["exact"].sum() / n, table["keyword"].sum() / n, table["stopped"].sum() / n, table)
+    return ChatReport(float(table["exact"].sum() / n), float(table["keyword"].sum() / n), float(table["stopped"].sum() / n), table)
 
 
 def complete(model, tok, prompt: str | list[str], max_new_tokens: int = 8, greedy: bool = True,
