@@ -120,3 +120,20 @@ def mini_project(tmp_path) -> Path:
 def pasted_values(html: str) -> list[str]:
     """The glued values shown in a page."""
     return re.findall(r'class="pasted-text">([^<]*)<', html)
+
+
+# -- The lab model -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The lab tokenizer and the cached "small" base model, on the CPU, without FTLAB_MODEL
+    (shared by the tests that guard the chapters' claims)."""
+    import ftlab
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTLAB_DEVICE", "cpu")
+        mp.delenv("FTLAB_MODEL", raising=False)
+        ftlab.setup(verbose=False)
+        tok = ftlab.get_tokenizer()
+        yield tok, ftlab.pretrain("small")

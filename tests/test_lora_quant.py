@@ -21,12 +21,8 @@ import ftlab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tok():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FTLAB_DEVICE", "cpu")
-        mp.delenv("FTLAB_MODEL", raising=False)
-        ftlab.setup(verbose=False)
-        yield ftlab.get_tokenizer()
+def tok(lab):
+    return lab[0]
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +127,8 @@ def test_token_losses_split_the_sft_loss(tok, fresh):
 
 
 @pytest.fixture(scope="module")
-def small_base(tok):
-    return ftlab.pretrain("small")
+def small_base(lab):
+    return lab[1]
 
 
 def lora_run(tok, model, settings, copy_model=True):
@@ -149,8 +145,11 @@ def test_lora_needs_the_new_chat_tokens(tok, small_base):
     plain, plain_loss = lora_run(tok, small_base.model, ftlab.LoRASettings())
     losses = ftlab.token_losses(plain, tok, ftlab.sft_dataset("heldout"))
     assert ftlab.IM_END in set(losses.head(3)["token"])
-    _, tokens_loss = lora_run(tok, small_base.model, ftlab.LoRASettings(trainable_token_ids=chat_token_ids(tok)))
+    fixed, tokens_loss = lora_run(tok, small_base.model, ftlab.LoRASettings(trainable_token_ids=chat_token_ids(tok)))
     assert tokens_loss < 0.8 * plain_loss
+    after = ftlab.token_losses(fixed, tok, ftlab.sft_dataset("heldout")).set_index("token")
+    assert after.loc[ftlab.IM_END, "mean_loss"] < 0.2 * losses.set_index("token").loc[ftlab.IM_END, "mean_loss"]
+    assert set(after.index[:2]) == {"It", "Ġanswer"}  # the words that set the form of a reply remain
 
 
 def test_qlora_keeps_up_with_lora(tok, small_base):

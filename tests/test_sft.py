@@ -21,17 +21,6 @@ import ftlab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def lab():
-    """The lab tokenizer and the cached "small" base model, on the CPU, without FTLAB_MODEL."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FTLAB_DEVICE", "cpu")
-        mp.delenv("FTLAB_MODEL", raising=False)
-        ftlab.setup(verbose=False)
-        tok = ftlab.get_tokenizer()
-        yield tok, ftlab.pretrain("small")
-
-
-@pytest.fixture(scope="module")
 def trl_sft(lab):
     """A copy of the base model fine-tuned with the chapter's recipe and TRL (about 5 s)."""
     tok, base = lab
