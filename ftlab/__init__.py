@@ -157,3 +157,19 @@ from .sft import (  # noqa: E402
 
 __all__ += ["SFTRecipe", "sft_recipe", "sft_dataset", "sft_example", "sft_loss", "train_sft_trl", "train_sft_loop",
             "get_sft_model", "fact_probe"]
+
+# Distillation, introduced in notebooks/distillation.ipynb.
+from .distill import (  # noqa: E402
+    DistillRecipe,
+    corpus_windows,
+    distill_loop,
+    distillation_loss,
+    forward_speed,
+    kl_loss,
+    soft_target_table,
+    soft_targets,
+    window_logits,
+)
+
+__all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
+            "window_logits", "forward_speed", "distill_loop"]
