@@ -196,3 +196,19 @@ from .quant import (  # noqa: E402
 __all__ += ["number_formats", "nf4_levels", "absmax_quantize", "zeropoint_quantize", "dequantize", "roundtrip_error",
             "quantize_dynamic_int8", "load_quantized", "model_bytes", "forward_seconds", "LlamaShape", "LLAMA_SHAPES",
             "BYTES_PER_PARAM", "finetune_memory"]
+
+# Distillation, introduced in notebooks/distillation.ipynb.
+from .distill import (  # noqa: E402
+    DistillRecipe,
+    corpus_windows,
+    distill_loop,
+    distillation_loss,
+    forward_speed,
+    kl_loss,
+    soft_target_table,
+    soft_targets,
+    window_logits,
+)
+
+__all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
+            "window_logits", "forward_speed", "distill_loop"]
