@@ -92,12 +92,21 @@ def test_root_index_picks_language_and_has_a_no_script_fallback(site):
     assert 'href="fr/index.html"' in index and 'href="en/index.html"' in index
 
 
+# Seconds per notebook on 2 CPU cores, model cache included: 60 s (DESIGN.md) unless the
+# notebook's issue gave it more.
+BUDGET_SECONDS = 60
+LONGER_BUDGETS = {"notebooks/hallucinations": 90, "notebooks/dfmea": 90}
+
+
 def test_each_notebook_runs_within_its_budget(site):
-    """DESIGN budget: 60 s per notebook on 2 CPU cores, model cache included."""
     runs = re.findall(r"(notebooks/[\w-]+)\.ipynb: Executed notebook in ([\d.]+) seconds", site.log("gettext"))
     assert {name for name, _ in runs} == set(notebooks())
-    slow = {name: float(s) for name, s in runs if float(s) > 60}
-    assert not slow, f"notebooks over the 60 s budget: {slow}"
+    slow = {
+        name: f"{float(s)} s > {LONGER_BUDGETS.get(name, BUDGET_SECONDS)} s"
+        for name, s in runs
+        if float(s) > LONGER_BUDGETS.get(name, BUDGET_SECONDS)
+    }
+    assert not slow, f"notebooks over their budget: {slow}"
 
 
 def test_notebooks_execute_in_the_course_order(site):
