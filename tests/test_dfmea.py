@@ -130,3 +130,20 @@ def test_scores_average_the_checks_and_count_tokens(chain):
     score = dfmea.score_tables(gens, [reference("chain"), reference("chain")])
     assert score["parses"] == 0.5 and score["content"] == 0.5
     assert score["prompt_tokens"] == 15 and score["output_tokens"] == 3 and score["tokens"] == 18
+
+
+def test_the_recipe_puts_every_training_table_in_every_step(monkeypatch):
+    monkeypatch.delenv("FTLAB_MODEL", raising=False)
+    full, lora = dfmea.dfmea_recipe(), dfmea.dfmea_recipe(lora=True)
+    assert full.batch_size == lora.batch_size == len(dfmea.dfmea_dataset("train"))
+    assert full.steps == lora.steps
+    assert lora.lr > full.lr  # LoRA's adapters start at zero and need a larger step
+
+
+def test_unseen_tokens_are_the_table_tokens_missing_from_the_corpus(lab):
+    tok, _base = lab
+    new = dfmea.unseen_tokens(tok, dfmea.dfmea_dataset("train"))
+    pipe = tok(" |", add_special_tokens=False)["input_ids"]
+    assert set(pipe) & set(new), "the cell separator never occurs in the pretraining corpus"
+    corpus_ids = {t for line in ftlab.corpus() for t in tok(line)["input_ids"]}
+    assert new and not set(new) & corpus_ids
