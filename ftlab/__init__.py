@@ -212,3 +212,9 @@ from .distill import (  # noqa: E402
 
 __all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
             "window_logits", "forward_speed", "distill_loop"]
+
+# The DFMEA case study, introduced in notebooks/dfmea.ipynb.
+from . import dfmea  # noqa: E402
+from .dfmea import RowRetriever, TableCheck, check_table, format_table, parse_table  # noqa: E402
+
+__all__ += ["dfmea", "format_table", "parse_table", "check_table", "TableCheck", "RowRetriever"]
