@@ -213,6 +213,30 @@ from .distill import (  # noqa: E402
 __all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
             "window_logits", "forward_speed", "distill_loop"]
 
+# Learning from preferences (reward model and DPO), introduced in notebooks/reward-model.ipynb and notebooks/dpo.ipynb.
+from .preferences import (  # noqa: E402
+    DPORecipe,
+    RewardRecipe,
+    answer_logprobs,
+    dpo_loss,
+    dpo_margins,
+    dpo_recipe,
+    first_token_probs,
+    pair_margins,
+    pairwise_loss,
+    preference_dataset,
+    ranking_accuracy,
+    reward_model_from,
+    reward_recipe,
+    rewards,
+    train_dpo,
+    train_reward_model,
+)
+
+__all__ += ["pairwise_loss", "preference_dataset", "RewardRecipe", "reward_recipe", "reward_model_from",
+            "train_reward_model", "rewards", "pair_margins", "ranking_accuracy", "dpo_loss", "DPORecipe", "dpo_recipe", "train_dpo",
+            "answer_logprobs", "first_token_probs", "dpo_margins"]
+
 # The DFMEA case study, introduced in notebooks/dfmea.ipynb.
 from . import dfmea  # noqa: E402
 from .dfmea import RowRetriever, TableCheck, check_table, format_table, parse_table  # noqa: E402
