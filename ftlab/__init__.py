@@ -16,7 +16,7 @@ Modules: :mod:`ftlab.data` (the world and the data sets), :mod:`ftlab.tokenizer`
 :mod:`ftlab.models`, :mod:`ftlab.cache`, :mod:`ftlab.real` (``FTLAB_MODEL``),
 :mod:`ftlab.device`, :mod:`ftlab.evaluate`, :mod:`ftlab.display` (bilingual figures and
 tables), :mod:`ftlab.errors`, :mod:`ftlab.sft` (supervised fine-tuning), :mod:`ftlab.lora`,
-:mod:`ftlab.quant` (quantization and QLoRA).
+:mod:`ftlab.quant` (quantization and QLoRA), :mod:`ftlab.rl` (GRPO with verifiable rewards).
 """
 
 from __future__ import annotations
@@ -212,3 +212,20 @@ from .distill import (  # noqa: E402
 
 __all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
             "window_logits", "forward_speed", "distill_loop"]
+
+# Reinforcement learning with verifiable rewards (GRPO), introduced in notebooks/grpo.ipynb.
+from .rl import (  # noqa: E402
+    GRPORecipe,
+    WarmupRecipe,
+    correctness_reward,
+    evaluate_reasoning,
+    format_reward,
+    get_reasoning_model,
+    group_advantages,
+    grpo_loop,
+    is_empty_reasoning,
+    reasoning_dataset,
+)
+
+__all__ += ["GRPORecipe", "WarmupRecipe", "format_reward", "correctness_reward", "is_empty_reasoning",
+            "group_advantages", "reasoning_dataset", "get_reasoning_model", "grpo_loop", "evaluate_reasoning"]
