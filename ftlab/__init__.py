@@ -16,7 +16,7 @@ Modules: :mod:`ftlab.data` (the world and the data sets), :mod:`ftlab.tokenizer`
 :mod:`ftlab.models`, :mod:`ftlab.cache`, :mod:`ftlab.real` (``FTLAB_MODEL``),
 :mod:`ftlab.device`, :mod:`ftlab.evaluate`, :mod:`ftlab.display` (bilingual figures and
 tables), :mod:`ftlab.errors`, :mod:`ftlab.sft` (supervised fine-tuning), :mod:`ftlab.lora`,
-:mod:`ftlab.quant` (quantization and QLoRA), :mod:`ftlab.rl` (GRPO with verifiable rewards).
+:mod:`ftlab.quant` (quantization and QLoRA).
 """
 
 from __future__ import annotations
