@@ -65,6 +65,7 @@ def test_the_hack_is_detected_and_only_the_hack():
         ("<think> 3 + 4 = 7</think>It is 7.", 7, 0.0),  # no "answer is": nothing to check
         ("<think> 3 + 4 = 7</think>The answer is 17.", 7, 0.0),  # a longer number is another number
         ("<think> 3 + 4 = 7</think>", 7, 0.0),
+        ("<think> 1 2 3 4 5 6 7 8 9</think>The answer is 0.", 7, 0.0),  # exercise 2: "7 appears somewhere" is not enough
     ],
 )
 def test_correctness_reward_on_crafted_replies(reply, answer, expected):
