@@ -8,7 +8,8 @@
 * :func:`group_advantages` - GRPO's group-relative advantage ``(r - mean) / std`` within each group;
 * :func:`reasoning_example` - an addition written in the reasoning format, for the warm-up SFT;
 * :func:`get_reasoning_model` - the SFT model after a short warm-up on that format, cached;
-* :class:`GRPORecipe` - the settings of one GRPO run, one comment per field;
+* :class:`GRPORecipe` - the settings of one GRPO run, one comment per field (:func:`grpo_recipe`
+  gives the notebook's, adapted to ``FTLAB_MODEL``);
 * :func:`sample_groups` - a group of sampled replies for each prompt, with their tokens;
 * :func:`grpo_loop` - GRPO as a plain PyTorch loop, with each reward component logged;
 * :func:`evaluate_reasoning` - accuracy, format and empty-reasoning rate of greedy replies.
@@ -40,8 +41,10 @@ __all__ = [
     "reasoning_example",
     "reasoning_dataset",
     "WarmupRecipe",
+    "warmup_recipe",
     "get_reasoning_model",
     "GRPORecipe",
+    "grpo_recipe",
     "sample_groups",
     "grpo_loop",
     "evaluate_reasoning",
@@ -170,6 +173,16 @@ class WarmupRecipe:
     seed: int = 0  # order of the conversations
 
 
+def warmup_recipe() -> WarmupRecipe:
+    """The warm-up of the notebook: :class:`WarmupRecipe` as is for the lab model; with
+    ``FTLAB_MODEL`` set, a learning rate of 2e-5, as in :func:`ftlab.sft_recipe`.
+    Introduced in notebooks/grpo.ipynb.
+    """
+    from .real import real_model_id
+
+    return WarmupRecipe(lr=2e-5) if real_model_id() else WarmupRecipe()
+
+
 @short_traceback
 def get_reasoning_model(sft=None, tok=None, recipe: WarmupRecipe | None = None):
     """The SFT model after a short warm-up on the reasoning format, trained once and cached.
@@ -187,7 +200,7 @@ def get_reasoning_model(sft=None, tok=None, recipe: WarmupRecipe | None = None):
 
     sft = sft if sft is not None else get_sft_model()
     tok = tok if tok is not None else (sft.tokenizer or get_tokenizer())
-    recipe = recipe or WarmupRecipe()
+    recipe = recipe or warmup_recipe()
     key = {"sft": sft.hash, "recipe": asdict(recipe), "data": data_fingerprint(), "code": RL_CODE_VERSION,
            "tokenizer": tokenizer_fingerprint(tok)}
 
@@ -218,6 +231,18 @@ class GRPORecipe:
     correct_weight: float = 1.0  # weight of the correctness reward in the total reward
     max_grad_norm: float = 1.0  # gradient clipping
     seed: int = 0  # problems drawn and tokens sampled
+
+
+def grpo_recipe(**changes) -> GRPORecipe:
+    """The GRPO settings of the notebook, with ``changes`` applied: :class:`GRPORecipe` as is
+    for the lab model; with ``FTLAB_MODEL`` set, a learning rate of 1e-6 (TRL's default),
+    as a real model would be wrecked by 2e-4. Introduced in notebooks/grpo.ipynb.
+    """
+    from dataclasses import replace
+
+    from .real import real_model_id
+
+    return replace(GRPORecipe(lr=1e-6) if real_model_id() else GRPORecipe(), **changes)
 
 
 def _prompt_texts(tok, problems) -> list[str]:

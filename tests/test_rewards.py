@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
 
 import pytest
 
@@ -145,7 +144,7 @@ def runs(warm):
     tok, model = warm
     problems = ftlab.arithmetic_problems("train")
     out = {}
-    for name, recipe in (("lax", rl.GRPORecipe()), ("strict", rl.GRPORecipe(require_reasoning=True))):
+    for name, recipe in (("lax", rl.grpo_recipe()), ("strict", rl.grpo_recipe(require_reasoning=True))):
         out[name] = rl.grpo_loop(copy.deepcopy(model.model), tok, problems, recipe)
     return out
 
@@ -173,7 +172,7 @@ def test_correctness_rises_when_few_problems_repeat(warm):
     """The loop does learn the answers when each problem is drawn often (exercise of the chapter)."""
     tok, model = warm
     few = ftlab.arithmetic_problems("train")[::20][:4]
-    recipe = replace(rl.GRPORecipe(), steps=30, require_reasoning=True)
+    recipe = rl.grpo_recipe(steps=30, require_reasoning=True)
     history = rl.grpo_loop(copy.deepcopy(model.model), tok, few, recipe)
     start, end = first_last(history["correct"], n=5)
     assert end > start + 0.1
