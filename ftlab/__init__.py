@@ -242,3 +242,20 @@ from . import dfmea  # noqa: E402
 from .dfmea import RowRetriever, TableCheck, check_table, format_table, parse_table  # noqa: E402
 
 __all__ += ["dfmea", "format_table", "parse_table", "check_table", "TableCheck", "RowRetriever"]
+
+# Reinforcement learning with verifiable rewards (GRPO), introduced in notebooks/grpo.ipynb.
+from .rl import (  # noqa: E402
+    GRPORecipe,
+    WarmupRecipe,
+    correctness_reward,
+    evaluate_reasoning,
+    format_reward,
+    get_reasoning_model,
+    group_advantages,
+    grpo_loop,
+    is_empty_reasoning,
+    reasoning_dataset,
+)
+
+__all__ += ["GRPORecipe", "WarmupRecipe", "format_reward", "correctness_reward", "is_empty_reasoning",
+            "group_advantages", "reasoning_dataset", "get_reasoning_model", "grpo_loop", "evaluate_reasoning"]
