@@ -16,7 +16,10 @@ Modules: :mod:`ftlab.data` (the world and the data sets), :mod:`ftlab.tokenizer`
 :mod:`ftlab.models`, :mod:`ftlab.cache`, :mod:`ftlab.real` (``FTLAB_MODEL``),
 :mod:`ftlab.device`, :mod:`ftlab.evaluate`, :mod:`ftlab.display` (bilingual figures and
 tables), :mod:`ftlab.errors`, :mod:`ftlab.sft` (supervised fine-tuning), :mod:`ftlab.lora`,
-:mod:`ftlab.quant` (quantization and QLoRA).
+:mod:`ftlab.quant` (quantization and QLoRA), :mod:`ftlab.distill` (distillation),
+:mod:`ftlab.hallucinations` ("I don't know" data and tool calls), :mod:`ftlab.preferences`
+(reward model and DPO), :mod:`ftlab.rl` (GRPO with rule-based rewards), :mod:`ftlab.dfmea`
+(the DFMEA case study).
 """
 
 from __future__ import annotations
