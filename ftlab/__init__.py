@@ -212,3 +212,26 @@ from .distill import (  # noqa: E402
 
 __all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
             "window_logits", "forward_speed", "distill_loop"]
+
+# Hallucinations and tool calls, introduced in notebooks/hallucinations.ipynb.
+from .hallucinations import (  # noqa: E402
+    IDK,
+    LIVE_DATA,
+    AbstainRecipe,
+    ToolRecipe,
+    ToolRun,
+    abstention_dataset,
+    answer_with_tools,
+    classify_reply,
+    hallucination_report,
+    knowledge_probe,
+    local_search,
+    parse_tool_call,
+    reply_rates,
+    tool_dataset,
+    tool_report,
+)
+
+__all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates", "knowledge_probe",
+            "abstention_dataset", "hallucination_report", "LIVE_DATA", "local_search", "parse_tool_call", "ToolRun",
+            "tool_dataset", "answer_with_tools", "tool_report"]
