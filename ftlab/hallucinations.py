@@ -3,7 +3,7 @@
 * :func:`classify_reply` / :func:`reply_rates` - is a reply correct, wrong, a refusal or a
   tool call? and the share of each over a set of questions;
 * :func:`knowledge_probe` - ask each question several times with sampling and count the
-  correct answers (seed 003: "ask the model three times");
+  correct answers, to find what the model does not know;
 * :func:`abstention_dataset` - the retraining data: the questions the model knows keep
   their answer, the ones it fails get "I don't know.";
 * :func:`hallucination_report` - hallucination rate on unknown entities, correct-answer and
@@ -56,7 +56,7 @@ VERDICTS = ("correct", "wrong", "refusal", "call")
 
 @dataclass(frozen=True)
 class AbstainRecipe:
-    """The settings of seed 003's procedure: probe the model, then retrain it to abstain.
+    """The settings of the "I don't know" procedure: probe the model, then retrain it to abstain.
 
     Introduced in notebooks/hallucinations.ipynb.
     """
@@ -139,7 +139,7 @@ def knowledge_probe(model, tok, qas: Sequence[QA], recipe: AbstainRecipe | None 
 
 
 def abstention_dataset(qas: Sequence[QA], probe, system: str | None = SYSTEM_PROMPT):
-    """Seed 003's retraining data, as a ``datasets.Dataset`` with a ``messages`` column.
+    """The "I don't know" retraining data, as a ``datasets.Dataset`` with a ``messages`` column.
 
     A question that ``probe`` (a :func:`knowledge_probe` table, same order as ``qas``)
     marks as known keeps its reference answer; a failed one gets :data:`IDK`. Keeping the
@@ -204,7 +204,7 @@ LIVE_DATA: dict[str, tuple[str, tuple[int, ...]]] = {
 
 
 def local_search(query: str, clock: int = 0) -> str:
-    """What the search tool returns for ``query`` at time ``clock``: e.g. "One bitcoin costs 64
+    """What the search tool returns for ``query`` at time ``clock``: e.g. "One bitcoin costs 15
     thousand dollars.". The value changes with ``clock``, as live data would; an unknown
     query returns "No result.". Runs locally, nothing touches the network.
     Introduced in notebooks/hallucinations.ipynb.
