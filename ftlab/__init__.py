@@ -262,3 +262,26 @@ from .rl import (  # noqa: E402
 
 __all__ += ["GRPORecipe", "WarmupRecipe", "format_reward", "correctness_reward", "is_empty_reasoning",
             "group_advantages", "reasoning_dataset", "get_reasoning_model", "grpo_loop", "evaluate_reasoning"]
+
+# Hallucinations and tool calls, introduced in notebooks/hallucinations.ipynb.
+from .hallucinations import (  # noqa: E402
+    IDK,
+    LIVE_DATA,
+    AbstainRecipe,
+    ToolRecipe,
+    ToolRun,
+    abstention_dataset,
+    answer_with_tools,
+    classify_reply,
+    hallucination_report,
+    knowledge_probe,
+    local_search,
+    parse_tool_call,
+    reply_rates,
+    tool_dataset,
+    tool_report,
+)
+
+__all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates", "knowledge_probe",
+            "abstention_dataset", "hallucination_report", "LIVE_DATA", "local_search", "parse_tool_call", "ToolRun",
+            "tool_dataset", "answer_with_tools", "tool_report"]
