@@ -248,8 +248,8 @@ class QA:
 class Ranking:
     """A question and three answers ranked by a (simulated) human: R1 > R2 > R3.
 
-    Like seed 003: R1 is correct, R2 vague, R3 off-topic. Introduced for the reward model
-    and preference notebooks.
+    Like seed 003: R1 is correct, R2 vague, R3 off-topic. Introduced in
+    notebooks/reward-model.ipynb.
     """
 
     question: str  # e.g. "Where is Shanghai?"
@@ -262,7 +262,7 @@ class Ranking:
 class PreferencePair:
     """One (chosen, rejected) pair taken from a :class:`Ranking` (rank 1 is best).
 
-    Introduced for the reward-model and DPO notebooks.
+    Introduced in notebooks/reward-model.ipynb.
     """
 
     question: str  # the prompt
@@ -287,7 +287,7 @@ class PreferencePair:
 class ArithmeticProblem:
     """An addition with a checkable answer, e.g. for rewards in GRPO.
 
-    Introduced for the GRPO notebook; the sums are also in the corpus.
+    Introduced in notebooks/grpo.ipynb; the sums are also in the corpus.
     """
 
     a: int  # first operand, 0-9
@@ -303,7 +303,7 @@ class DfmeaRow:
     """One row of a design FMEA table for the e-bike. Ratings are integers from 1 to 10.
 
     RPN (risk priority number) = severity x occurrence x detection; it is checked when
-    the row is built. Introduced for the DFMEA case study.
+    the row is built. Introduced in notebooks/dfmea.ipynb.
     """
 
     item: str  # the component, e.g. "brake"
@@ -510,7 +510,7 @@ def unknown_questions(split: str | None = "train") -> list[QA]:
     """Questions about invented places absent from the corpus; the answer is "I don't know."
 
     Used to teach a model to abstain instead of hallucinating (seed 003).
-    Introduced for the hallucination ("I don't know") notebook.
+    Introduced in notebooks/hallucinations.ipynb.
     """
     return qa_pairs(split, kinds=("unknown",))
 
@@ -521,7 +521,7 @@ def tool_questions(split: str | None = "train") -> list[QA]:
 
     Each topic has a fixed query (tiny models cannot copy words from the question, DESIGN
     pitfall 12); the held-out split holds one unseen paraphrase per topic.
-    Introduced for the tool-use notebook.
+    Introduced in notebooks/hallucinations.ipynb.
     """
     return qa_pairs(split, kinds=("tool",))
 
@@ -546,7 +546,7 @@ def rankings(split: str | None = "train") -> list[Ranking]:
     """Questions with three answers ranked R1 > R2 > R3 (correct > vague > off-topic).
 
     Like seed 003's "Where is Shanghai?" example; Shanghai is in the held-out split.
-    Introduced for the reward-model and DPO notebooks.
+    Introduced in notebooks/reward-model.ipynb.
     """
     _check_split(split)
     return [r for r in _rankings() if split is None or r.split == split]
@@ -556,7 +556,7 @@ def preference_pairs(split: str | None = "train") -> list[PreferencePair]:
     """Every ranking expanded into its 3 (chosen, rejected) pairs: R1>R2, R1>R3, R2>R3.
 
     The input of reward-model training and DPO (use :meth:`PreferencePair.to_trl`).
-    Introduced for the reward-model and DPO notebooks.
+    Introduced in notebooks/reward-model.ipynb.
     """
     out = []
     for r in rankings(split):
@@ -580,7 +580,7 @@ def arithmetic_problems(split: str | None = None) -> list[ArithmeticProblem]:
     """The 100 additions a + b of two digits, 20 of them held out, each with its answer.
 
     ``split=None`` (the default) gives all of them.
-    Introduced for the GRPO notebook.
+    Introduced in notebooks/grpo.ipynb.
     """
     _check_split(split)
     return [p for p in _arithmetic() if split is None or p.split == split]
@@ -590,7 +590,7 @@ def dfmea_rows(split: str | None = None) -> list[DfmeaRow]:
     """The e-bike's design FMEA table: 16 rows, two failure modes per component.
 
     The ``display`` and ``chain`` rows are held out. ``split=None`` gives all of them.
-    Introduced for the DFMEA case study.
+    Introduced in notebooks/dfmea.ipynb.
     """
     _check_split(split)
     rows = []
