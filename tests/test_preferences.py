@@ -103,14 +103,10 @@ def test_dpo_rewards_a_gap_even_when_both_answers_become_less_likely():
 
 
 @pytest.fixture(scope="module")
-def sft():
-    """The lab tokenizer and the cached SFT model, on the CPU, without FTLAB_MODEL."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FTLAB_DEVICE", "cpu")
-        mp.delenv("FTLAB_MODEL", raising=False)
-        ftlab.setup(verbose=False)
-        tok = ftlab.get_tokenizer()
-        yield tok, ftlab.get_sft_model()
+def sft(lab):
+    """The lab tokenizer and the cached SFT model (conftest's ``lab``: CPU, no FTLAB_MODEL)."""
+    tok, base = lab
+    yield tok, ftlab.get_sft_model(base, tok)
 
 
 def test_reward_model_has_a_scalar_head_instead_of_the_vocabulary(sft):
