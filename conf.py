@@ -41,6 +41,7 @@ extensions = [
     "ftsite_glue",        # pages that glue a notebook's numbers follow its re-execution
     "ftsite_math",        # math rendered to MathML at build time: no MathJax from a CDN
     "ftsite_report",      # the build report: each notebook's execution time and status
+    "ftsite_realcheck",   # "Run on a real model": the results of make real-check (docs/real-check.json)
     "ftsite_order",       # pages are read (notebooks executed) in the course's order
     "ftsite_notebook",    # every notebook page: download link, "run it locally", execution line
     "ftsite_dropdown",    # exercise solutions hidden in <details> (":class: dropdown")
@@ -67,7 +68,7 @@ def _lab_fingerprint() -> str:
     every document), and never otherwise.
     """
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "ftlab").rglob("*.py")) + [ROOT / "requirements.txt"]:
+    for path in sorted((ROOT / "ftlab").rglob("*.py")) + [ROOT / "requirements.txt", ROOT / "requirements-nodeps.txt"]:
         if path.exists():
             digest.update(path.relative_to(ROOT).as_posix().encode())
             digest.update(path.read_bytes())

@@ -17,11 +17,19 @@ from sphinx.util.docutils import SphinxDirective
 
 from myst_nb.sphinx_ import NbMetadataCollector
 
-BUDGET_SECONDS = 60  # every notebook must run within this on 2 CPU cores (README)
+BUDGET_SECONDS = 60  # seconds a notebook should take on 2 quiet CPU cores, models cached (README)
+#: Notebooks whose issue gave them more (the real model's includes its conversion).
+LONGER_BUDGETS = {"notebooks/hallucinations": 90, "notebooks/dfmea": 90, "notebooks/real-model": 150}
+
+
+def budget(docname: str) -> int:
+    """The time budget of a notebook, in seconds (a benchmark target, not a test)."""
+    return LONGER_BUDGETS.get(docname, BUDGET_SECONDS)
+
 
 HEADERS = {
-    "en": ["Notebook", "Status", "Execution time (s)", "Within the 60 s budget", "Executed on"],
-    "fr": ["Notebook", "État", "Durée d'exécution (s)", "Dans le budget de 60 s", "Exécuté le"],
+    "en": ["Notebook", "Status", "Execution time (s)", "Budget (s)", "Within budget", "Executed on"],
+    "fr": ["Notebook", "État", "Durée d'exécution (s)", "Budget (s)", "Dans le budget", "Exécuté le"],
 }
 WORDS = {
     "en": {"ok": "✅ ran", "failed": "❌ failed", "yes": "yes", "no": "no"},
@@ -70,7 +78,8 @@ def _table(env: BuildEnvironment, fromdoc: str, language: str) -> nodes.table:
             nodes.paragraph("", "", link),
             nodes.paragraph(text=words["ok"] if run.get("succeeded") else words["failed"]),
             nodes.paragraph(text="–" if seconds is None else _number(seconds, lang)),
-            nodes.paragraph(text="–" if seconds is None else words["yes" if seconds <= BUDGET_SECONDS else "no"]),
+            nodes.paragraph(text=str(budget(docname))),
+            nodes.paragraph(text="–" if seconds is None else words["yes" if seconds <= budget(docname) else "no"]),
             nodes.paragraph(text=datetime.fromtimestamp(run["mtime"]).strftime("%Y-%m-%d %H:%M") if run.get("mtime") else "–"),
         ]
         body += nodes.row("", *[nodes.entry("", c) for c in cells])

@@ -19,7 +19,7 @@ tables), :mod:`ftlab.errors`, :mod:`ftlab.sft` (supervised fine-tuning), :mod:`f
 :mod:`ftlab.quant` (quantization and QLoRA), :mod:`ftlab.distill` (distillation),
 :mod:`ftlab.hallucinations` ("I don't know" data and tool calls), :mod:`ftlab.preferences`
 (reward model and DPO), :mod:`ftlab.rl` (GRPO with rule-based rewards), :mod:`ftlab.dfmea`
-(the DFMEA case study).
+(the DFMEA case study), :mod:`ftlab.stats` (rates with counts and intervals).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ from .models import (
     pretrain,
     pretrain_loop,
 )
-from .real import real_model_id
+from .real import REAL_MODELS, load_real_model, real_model_folder, real_model_id, real_model_info, real_model_label
+from .stats import Rate, rate, wilson_interval
 from .tokenizer import (
     CHAT_TEMPLATE,
     IM_END,
@@ -99,6 +100,9 @@ from .tokenizer import (
     THINK_END,
     THINK_START,
     add_chat_tokens,
+    assistant_mask,
+    end_of_turn,
+    end_of_turn_id,
     get_tokenizer,
     lab_tokenizer,
     train_tokenizer,
@@ -137,7 +141,8 @@ __all__ = [
     "ModelPreset", "PretrainRecipe", "PRESETS", "RECIPES", "build_model", "count_parameters",
     "corpus_token_ids", "pretrain_loop", "pretrain", "get_base_model",
     "Checkpoint", "cached_model", "load_checkpoint", "cache_dir", "fingerprint", "library_versions",
-    "real_model_id",
+    "real_model_id", "REAL_MODELS", "load_real_model", "real_model_folder", "real_model_info", "real_model_label",
+    "assistant_mask", "end_of_turn", "end_of_turn_id", "Rate", "rate", "wilson_interval",
     # evaluation
     "Reply", "ChatReport", "chat", "chat_batch", "exact_match", "keyword_accuracy", "format_compliance",
     "evaluate_chat", "complete", "fact_completions", "fact_accuracy", "perplexity", "next_token_probs",

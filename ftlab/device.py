@@ -166,12 +166,18 @@ def device_info(seed: int = 0) -> DeviceInfo:
 
 
 @short_traceback
-def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> DeviceInfo:
+def setup(seed: int = 0, threads: int | None = None, verbose: bool = True, lab_only: str | None = None) -> DeviceInfo:
     """The first call of every notebook: pick the device, set seeds and threads, quiet the noise.
 
     ``threads`` defaults to ``$FTLAB_THREADS`` or the number of CPU cores. Prints one line
     such as ``ftlab: device cpu, float32, 2 threads`` (once per session) and returns it
-    as a :class:`DeviceInfo`. Introduced in notebooks/first-look.ipynb.
+    as a :class:`DeviceInfo`.
+
+    ``lab_only`` is for the notebooks that study the lab's own models (pretraining them,
+    distilling them): it says why, e.g. ``"it pretrains the lab's own model"``. With
+    ``FTLAB_MODEL`` set, such a notebook prints one line saying that it runs on the lab model
+    and why, and unsets ``FTLAB_MODEL`` for the rest of the session.
+    Introduced in notebooks/first-look.ipynb.
     """
     global _printed
     import torch
@@ -187,4 +193,7 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True) -> De
     if verbose and not _printed:
         print(info)
         _printed = True
+    if lab_only and os.environ.get("FTLAB_MODEL"):
+        print(f"ftlab: this notebook runs on the lab model, not on FTLAB_MODEL={os.environ['FTLAB_MODEL']}: {lab_only}.")
+        del os.environ["FTLAB_MODEL"]
     return info

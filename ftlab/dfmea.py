@@ -45,6 +45,7 @@ __all__ = [
     "Generation",
     "generate_tables",
     "score_tables",
+    "table_rates",
     "COLUMN_LABELS",
 ]
 
@@ -359,3 +360,29 @@ def score_tables(generations, references) -> dict:
     for name in ("prompt_tokens", "output_tokens", "tokens"):
         out[name] = sum(getattr(g, name) for g in generations) / n
     return out
+
+
+def table_rates(generations, references) -> dict:
+    """The checks of :func:`check_table` as counts, each a :class:`ftlab.Rate`:
+
+    * ``"format"``: tables that parse, out of the requests;
+    * ``"rpn"``: rows whose RPN is exactly S x O x D, out of the rows of the tables that parse;
+    * ``"content"``: reference cells (RPN excepted) that the tables get right, out of all
+      the reference cells.
+
+    Introduced in notebooks/real-model.ipynb.
+    """
+    from .stats import Rate
+
+    generations, references = list(generations), list(references)
+    parsed = rows = rpn = cells = right = 0
+    for g, ref in zip(generations, references, strict=True):
+        check = check_table(g.text, ref)
+        n_cells = (len(FIELDS) - 1) * len(ref)
+        cells += n_cells
+        right += round(check.content * n_cells)
+        if check.parses:
+            parsed += 1
+            rows += len(check.rows)
+            rpn += round(check.rpn_ok * len(check.rows))
+    return {"format": Rate(parsed, len(references)), "rpn": Rate(rpn, rows), "content": Rate(right, cells)}

