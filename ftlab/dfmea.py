@@ -257,6 +257,18 @@ class DfmeaPrompts:
         found = RowRetriever(self._knowledge()).retrieve(f"{item} {function}", k=self.retrieved)
         return self._with_examples(found, item, function)
 
+    def chat_few_shot(self, item: str, function: str) -> list[dict]:
+        """Few-shot prompting the way chat models are prompted: the first ``examples`` training
+        components as earlier turns of the conversation (request, then table), then the request.
+        Introduced in notebooks/real-model.ipynb."""
+        rows = self._knowledge()
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for c in list(dict.fromkeys(r.item for r in rows))[: self.examples]:
+            mine = [r for r in rows if r.item == c]
+            messages += [{"role": "user", "content": dfmea_request(c, mine[0].function)},
+                         {"role": "assistant", "content": format_table(mine)}]
+        return messages + [{"role": "user", "content": dfmea_request(item, function)}]
+
     def chat(self, item: str, function: str) -> list[dict]:
         """The chat messages for a fine-tuned model: the system prompt and the request alone."""
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": dfmea_request(item, function)}]
