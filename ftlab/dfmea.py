@@ -291,8 +291,8 @@ def dfmea_dataset(split: str = "train"):
 
 
 def dfmea_recipe(lora: bool = False):
-    """The SFT recipe of the case study: 100 steps of 6 conversations, every training table
-    at every step; the learning rate of :func:`ftlab.sft_recipe` (full fine-tuning) or of
+    """The SFT recipe of the case study: 100 steps of 6 conversations (20 with ``FTLAB_MODEL``
+    set), every training table at every step; the learning rate of :func:`ftlab.sft_recipe` (full fine-tuning) or of
     :func:`ftlab.lora_recipe` (``lora=True``), which adapt it to ``FTLAB_MODEL``.
     Introduced in notebooks/dfmea.ipynb.
     """
@@ -301,7 +301,10 @@ def dfmea_recipe(lora: bool = False):
     from .lora import lora_recipe
     from .sft import sft_recipe
 
-    return replace(lora_recipe() if lora else sft_recipe(), steps=100, batch_size=6, eval_every=25)
+    from .real import real_model_id
+
+    steps = 20 if real_model_id() else 100  # a real model: the steps of notebooks/real-model.ipynb
+    return replace(lora_recipe() if lora else sft_recipe(), steps=steps, batch_size=6, eval_every=max(1, steps // 4))
 
 
 def unseen_tokens(tok, conversations) -> list[int]:

@@ -103,7 +103,7 @@ def reward_recipe() -> RewardRecipe:
     """
     from .real import real_model_id
 
-    return RewardRecipe(lr=1e-5) if real_model_id() else RewardRecipe()
+    return RewardRecipe(lr=1e-5, steps=30) if real_model_id() else RewardRecipe()  # fewer steps: CPU cost
 
 
 @short_traceback
@@ -295,7 +295,7 @@ def dpo_recipe() -> DPORecipe:
     """
     from .real import real_model_id
 
-    return DPORecipe(lr=5e-7) if real_model_id() else DPORecipe()
+    return DPORecipe(lr=5e-7, steps=20) if real_model_id() else DPORecipe()  # fewer steps: CPU cost
 
 
 @short_traceback

@@ -180,7 +180,7 @@ def warmup_recipe() -> WarmupRecipe:
     """
     from .real import real_model_id
 
-    return WarmupRecipe(lr=2e-5) if real_model_id() else WarmupRecipe()
+    return WarmupRecipe(lr=2e-5, steps=30) if real_model_id() else WarmupRecipe()  # fewer steps: CPU cost
 
 
 @short_traceback
@@ -242,7 +242,7 @@ def grpo_recipe(**changes) -> GRPORecipe:
 
     from .real import real_model_id
 
-    return replace(GRPORecipe(lr=1e-6) if real_model_id() else GRPORecipe(), **changes)
+    return replace(GRPORecipe(lr=1e-6, steps=10) if real_model_id() else GRPORecipe(), **changes)  # fewer steps: CPU cost
 
 
 def _prompt_texts(tok, problems) -> list[str]:
