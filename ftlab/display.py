@@ -17,7 +17,7 @@ in tick labels and tables, a narrow no-break space before ``%``.
 
 Example::
 
-    ftlab.plot_loss(ckpt.history, title=T("Pretraining", "Pré-entraînement"))
+    ftlab.plot_loss(ckpt.history, title=T("Pretraining", "Préentraînement"))
 
     def draw(ax, t):                       # any figure: t(...) picks the language
         ax.bar(["en", "fr"], [1, 2])
