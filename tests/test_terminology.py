@@ -55,6 +55,7 @@ RULES = [
          "chat template is « gabarit de conversation »; « modèle conversationnel » is a chat model", code=True),
     # DFMEA
     Rule(r"\btables?\b", "a DFMEA (or any) table is a « tableau »"),
+    Rule(r"\b(?:la|une|les|des|cette) tables?\b", "a table is a « tableau », in the figures' labels too", code=True),
     # step
     Rule(r"\b(?:chaque|par|un|seul|premier|dernier|quelques|dizaines de|centaines de|\d+)\s+pas\b(?!\s+de\s+quantification)",
          "a training step is an « étape »; « pas » is kept for the quantization step"),
@@ -254,5 +255,6 @@ def test_the_rules_catch_what_they_are_for():
     for start, example in planted.items():
         rule = next(r for r in RULES if r.pattern.startswith(start))
         assert rule.regex().search(prose(example)), (rule.pattern, example)
-    assert not RULES[5].regex().search("un pas de quantification")
+    step = next(r for r in RULES if r.pattern.startswith(r"\b(?:chaque|par|un|seul"))
+    assert not step.regex().search("un pas de quantification")
     assert not RULES[0].regex().search(prose(":term:`données réservées <held-out set>`"))
