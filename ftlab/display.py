@@ -147,9 +147,10 @@ class _LangFormatter(string.Formatter):
         self.lang = lang
 
     def format_field(self, value, format_spec: str) -> str:
-        if self.lang == "fr" and isinstance(value, (list, tuple)) and value and not format_spec and all(
+        if self.lang == "fr" and isinstance(value, (list, tuple)) and not format_spec and any(
+                isinstance(v, float) for v in value) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            # a list of numbers: decimal commas, so « ; » separates the items
+            # a list of decimal numbers: decimal commas, so « ; » separates the items
             inside = " ; ".join(french_numbers(repr(v)) for v in value)
             return f"[{inside}]" if isinstance(value, list) else f"({inside})"
         text = super().format_field(value, format_spec)

@@ -22,6 +22,7 @@ def test_say_keeps_text_values_and_lists():
     line = ftlab.say("{} {}", "{} {}", ["city", "capital"], [0.5, -0.25])
     assert "[&#x27;city&#x27;, &#x27;capital&#x27;]" in line.fr_html  # words stay as they are
     assert "[0,5 ; -0,25]" in line.fr_html and "[0.5, -0.25]" in line.en_html
+    assert "[1077, 261]" in ftlab.say("{}", "{}", [1077, 261]).fr_html  # integers: no decimal comma to avoid
 
 
 def test_fmt_and_french_typography():
