@@ -55,6 +55,7 @@ from .display import (
     plot_lines,
     plot_loss,
     results_table,
+    say,
     table,
 )
 from .errors import FtlabError
@@ -148,7 +149,7 @@ __all__ = [
     "evaluate_chat", "complete", "fact_completions", "fact_accuracy", "perplexity", "next_token_probs",
     "token_table", "chat_token_table",
     # bilingual display
-    "T", "Bilingual", "bilingual", "figure", "plot_loss", "plot_lines", "plot_bars", "table", "results_table",
+    "T", "Bilingual", "bilingual", "figure", "plot_loss", "plot_lines", "plot_bars", "table", "results_table", "say",
 ]
 
 # Supervised fine-tuning, introduced in notebooks/sft.ipynb.
@@ -290,3 +291,8 @@ from .hallucinations import (  # noqa: E402
 __all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates", "knowledge_probe",
             "abstention_dataset", "hallucination_report", "LIVE_DATA", "local_search", "parse_tool_call", "ToolRun",
             "tool_dataset", "answer_with_tools", "tool_report"]
+
+# Checks of the "write it yourself" exercises, introduced in notebooks/sft.ipynb.
+from . import exercises  # noqa: E402
+
+__all__ += ["exercises"]

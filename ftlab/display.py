@@ -15,9 +15,13 @@ Words are given as pairs: ``T("loss", "perte")`` or simply ``("loss", "perte")``
 string is used for both languages. French versions use French typography: decimal comma
 in tick labels and tables, a narrow no-break space before ``%``.
 
+Printed lines are bilingual too: ``ftlab.say("vocabulary: {n:,} tokens",
+"vocabulaire : {n:,} jetons", n=len(tok))`` formats the values of each version with its
+language's numbers (``1,323`` / ``1 323``, ``0.5`` / ``0,5``, ``92%`` / ``92 %``).
+
 Example::
 
-    ftlab.plot_loss(ckpt.history, title=T("Pretraining", "Pré-entraînement"))
+    ftlab.plot_loss(ckpt.history, title=T("Pretraining", "Préentraînement"))
 
     def draw(ax, t):                       # any figure: t(...) picks the language
         ax.bar(["en", "fr"], [1, 2])
@@ -30,6 +34,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
+import string
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 __all__ = [
@@ -44,6 +50,8 @@ __all__ = [
     "plot_bars",
     "table",
     "results_table",
+    "say",
+    "fmt",
 ]
 
 #: The two languages of the site, in the order of the html output.
@@ -118,6 +126,70 @@ class Bilingual:
 
     def __repr__(self) -> str:
         return self.text or "<bilingual output>"
+
+
+# ------------------------------------------------------------------------------------
+# Printed lines
+# ------------------------------------------------------------------------------------
+
+
+def french_numbers(text: str) -> str:
+    """A number formatted by Python, written the French way: ``1,234.5`` -> ``1 234,5``,
+    ``92.0%`` -> ``92,0 %`` (narrow no-break spaces, as the glued numbers of the prose)."""
+    text = text.replace(",", _NNBSP).replace(".", ",")
+    return re.sub(r"(?<=\d)%", _NNBSP + "%", text)
+
+
+class _LangFormatter(string.Formatter):
+    """``str.format`` whose numbers follow the typography of one language."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+
+    def format_field(self, value, format_spec: str) -> str:
+        if self.lang == "fr" and isinstance(value, (list, tuple)) and not format_spec and any(
+                isinstance(v, float) for v in value) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            # a list of decimal numbers: decimal commas, so « ; » separates the items
+            inside = " ; ".join(french_numbers(repr(v)) for v in value)
+            return f"[{inside}]" if isinstance(value, list) else f"({inside})"
+        text = super().format_field(value, format_spec)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        try:  # numpy and torch scalars
+            import numbers
+
+            numeric = numeric or (isinstance(value, numbers.Number) and not isinstance(value, bool))
+        except ImportError:  # pragma: no cover
+            pass
+        if self.lang == "fr" and numeric:
+            return french_numbers(text)
+        return text
+
+
+def fmt(template: str, lang: str, /, *args, **values) -> str:
+    """``template.format(*args, **values)`` with the numbers of ``lang`` ("en" or "fr").
+
+    ``fmt("{n:,} tokens", "fr", n=1323)`` -> ``"1 323 tokens"``. Introduced in notebooks/chat-templates.ipynb.
+    """
+    return _LangFormatter(lang).format(template, *args, **values)
+
+
+def say(en: str, fr: str, /, *args, **values) -> Bilingual:
+    """A printed line (or several) in both languages, like ``print`` but bilingual.
+
+    ``en`` and ``fr`` are ``str.format`` templates filled with the same values; each
+    version writes numbers in its language's typography (and the French template gets
+    its no-break spaces before « : ; ? ! »). Jupyter shows the English text;
+    the site shows the page's language. Example::
+
+        ftlab.say("vocabulary: {n:,} tokens", "vocabulaire : {n:,} jetons", n=len(tok))
+
+    Introduced in notebooks/chat-templates.ipynb.
+    """
+    fr = re.sub(r" ([:;?!»])", "\u00a0\\1", fr).replace("« ", "«\u00a0")  # espaces insécables
+    texts = {"en": fmt(en, "en", *args, **values), "fr": fmt(fr, "fr", *args, **values)}
+    return Bilingual(*(f'<pre class="ftlab-say">{html.escape(texts[lang])}</pre>' for lang in LANGS),
+                     text=texts["en"])
 
 
 # ------------------------------------------------------------------------------------
@@ -355,8 +427,9 @@ def table(df, columns: Mapping | None = None, caption=None, digits: int = 2, per
     df = pd.DataFrame(df)
     percent = set(percent)
     cols = list(columns) if columns else list(df.columns)
-    if df.empty:  # no rows (e.g. a generated table that parsed to nothing): the header still shows
-        df = df.reindex(columns=cols)
+    for c in cols:  # a column the data lacks (e.g. a model's reply without it) shows empty
+        if c not in df.columns:
+            df[c] = ""
     out = {}
     for lang in LANGS:
         view = pd.DataFrame(
