@@ -70,17 +70,23 @@ def level_captions(body: str) -> str:
 
 
 def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
-    words = messages(app.config.language)
-    context["ftsite_a11y"] = words
-    # JSON inside <script>: "</" would end the element early, so it is escaped.
-    context["ftsite_a11y_messages"] = Markup(json.dumps(words, ensure_ascii=False).replace("</", "<\\/"))
+    if app.builder.name == "html":  # not in e-books: no sidebar to skip, no script
+        words = messages(app.config.language)
+        context["ftsite_a11y"] = words
+        # JSON inside <script>: "</" would end the element early, so it is escaped.
+        context["ftsite_a11y_messages"] = Markup(json.dumps(words, ensure_ascii=False).replace("</", "<\\/"))
     if "body" in context:
         body = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
         context["body"] = level_captions(body)
 
 
+def _add_script(app: Sphinx) -> None:
+    if app.builder.name == "html":
+        # "defer": runs once the page is parsed, before the "load" event the tests wait for.
+        app.add_js_file("ftsite-a11y.js", loading_method="defer")
+
+
 def setup(app: Sphinx) -> dict:
-    # "defer": runs once the page is parsed, before the "load" event the tests wait for.
-    app.add_js_file("ftsite-a11y.js", loading_method="defer")
+    app.connect("builder-inited", _add_script)
     app.connect("html-page-context", _page_context)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

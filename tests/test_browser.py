@@ -498,3 +498,30 @@ def test_the_theme_frame_speaks_the_page_language(site, lang):
         assert {"Home", "Navigation menu"} <= labels
         assert "The Fine-Tuning by Doing authors" in html
         assert re.search(r"Last updated on \d{4}-\d\d-\d\d\.", html)
+
+
+def test_every_picture_has_a_text_alternative_in_the_page_language(site, server, browser):
+    """Figures and plots: each visible picture has an alt text, not a file name, and a
+    French page's differ from the same English page's (so they are not left in English)."""
+    context = browser.new_context()
+    page = context.new_page()
+    visible_alts = {}
+    try:
+        for lang in ["en", "fr"]:
+            for path in sorted((site.html / lang).rglob("*.html")):
+                name = path.relative_to(site.html / lang).as_posix()
+                page.goto(f"{server}/{lang}/{name}")
+                page.wait_for_load_state("load")
+                page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+                visible_alts[lang, name] = page.evaluate("""() => [...document.images]
+                    .filter(i => i.getClientRects().length > 0)
+                    .map(i => [i.getAttribute('alt') || '', i.getAttribute('src').slice(0, 60)])""")
+    finally:
+        context.close()
+    assert sum(len(alts) for alts in visible_alts.values()) > 40
+    bad = [f"{lang}/{name}: {src} has alt {alt!r}" for (lang, name), alts in visible_alts.items()
+           for alt, src in alts if len(alt.strip()) < 3 or re.search(r"\.(png|svg|jpe?g|gif)$", alt)]
+    assert bad == [], "pictures without a real text alternative:\n" + "\n".join(bad)
+    english = [f"fr/{name}: {alt!r}" for (lang, name), alts in visible_alts.items() if lang == "fr"
+               for alt, _ in alts if alt in {a for a, _ in visible_alts.get(("en", name), [])}]
+    assert english == [], "French pages show pictures described in English:\n" + "\n".join(english)
