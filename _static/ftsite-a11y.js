@@ -62,6 +62,19 @@
     pending = setTimeout(markScrollableRegions, 100);
   }
 
+  // -- Skip link ---------------------------------------------------------------------------
+  // It is a plain link to #ftsite-content, but the 404 page has a <base> element (its links
+  // work at any address), against which "#ftsite-content" would lead to the home page.
+  // Move the focus to the text directly instead.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a.ftsite-skip-link");
+    var target = document.getElementById("ftsite-content");
+    if (!link || !target) return;
+    event.preventDefault();
+    target.focus();
+    target.scrollIntoView();
+  });
+
   // -- Copy buttons (sphinx-copybutton) -----------------------------------------------------
   // Its button already has a name in the page's language (the icon's <title>), but it
   // does not say that the code was copied, and ClipboardJS blurs it after copying (the

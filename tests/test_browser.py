@@ -391,9 +391,10 @@ def tab_to(page, selector: str, limit: int = 300):
     pytest.fail(f"{limit} presses of Tab never reached {selector}")
 
 
+@pytest.mark.parametrize("pagename", [CHAPTER, "no/such/page"])  # the 404 page has a <base>
 @pytest.mark.parametrize("lang", ["en", "fr"])
-def test_skip_link_is_the_first_tab_stop_and_leads_to_the_text(server, open_page, lang):
-    page = open_page(f"{server}/{lang}/{CHAPTER}.html")
+def test_skip_link_is_the_first_tab_stop_and_leads_to_the_text(server, open_page, lang, pagename):
+    page = open_page(f"{server}/{lang}/{pagename}.html")
     page.keyboard.press("Tab")
     link = page.locator(":focus")
     assert link.get_attribute("class") == "ftsite-skip-link"
@@ -402,6 +403,7 @@ def test_skip_link_is_the_first_tab_stop_and_leads_to_the_text(server, open_page
     assert box and box["y"] >= 0, "the skip link shows when it has the focus"
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "ftsite-content"
+    assert page.url == f"{server}/{lang}/{pagename}.html", "the skip link stays on the page"
     page.keyboard.press("Tab")  # the next stop is in the text, not in the sidebar
     assert page.evaluate("document.activeElement.closest('#ftsite-content') !== null")
 
