@@ -373,6 +373,16 @@ def test_every_page_passes_axe_core_wcag_2_1_aa(site, server, browser, axe_sourc
     assert problems == [], f"{len(problems)} WCAG violation(s) on {lang} pages:\n" + "\n".join(problems[:40])
 
 
+def test_the_axe_check_reports_page_rule_and_element(server, open_page, axe_source):
+    """The check itself: a picture without alt and grey-on-grey text are caught and named."""
+    page = open_page(f"{server}/en/{CHAPTER}.html")
+    page.evaluate("""() => document.querySelector('[itemprop=articleBody]').insertAdjacentHTML('afterbegin',
+        '<img id="no-alt" src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><p id="pale" style="color:#bbb">pale</p>')""")
+    problems = axe_violations(page, axe_source, f"en/{CHAPTER}.html")
+    assert any(line.startswith(f"en/{CHAPTER}.html: image-alt (critical) at #no-alt") for line in problems), problems
+    assert any("color-contrast (serious) at #pale" in line for line in problems), problems
+
+
 A11Y_WORDS = {
     "en": {"skip": "Skip to content", "copy": "Copy to clipboard", "copied": "Copied!",
            "code": "Code, scrollable", "search": "Search finished", "frame": ["Home", "Navigation menu"]},
