@@ -10,12 +10,17 @@ to write (``tests/test_browser.py`` runs axe-core on every page of both language
   scrolls (code, outputs, formulas, wide tables) a tab stop and a name, and announces
   what copy buttons and the search did. Its strings come from ``MESSAGES`` too, written
   into the page as JSON (``ftsite_a11y_messages``).
-* **Markup**: docutils marks citations ``role="doc-biblioentry"``, a role ARIA 1.2
-  deprecated, inside a ``role="list"`` that then has no list items: they become
-  ``listitem``. Sphinx writes a toctree's caption as ``role="heading"`` without the
-  ``aria-level`` ARIA requires: it gets the level below the heading it follows (the
-  sidebar's captions are done in the template). Colours, underlines and the focus
-  outline are in ``_static/ftsite.css``.
+* **Markup**, fixed in each page's HTML:
+
+  - docutils marks citations ``role="doc-biblioentry"``, a role ARIA 1.2 deprecated,
+    inside a ``role="list"`` that then has no list items: they become ``listitem``;
+  - Sphinx writes a toctree's caption as ``role="heading"`` without the ``aria-level``
+    ARIA requires: it gets the level below the heading it follows (the sidebar's
+    captions are done in the template);
+  - myst-nb labels the ``<summary>`` of hidden cells "Toggle hidden content", in English,
+    over its visible prompt: the label goes, the prompt names it.
+
+Colours, underlines and the focus outline are in ``_static/ftsite.css``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ MESSAGES = {
         "formula": "Formula, scrollable",
         "table": "Table, scrollable",
         "region": "Scrollable area",
+        "expand": "Open/close menu",
     },
     "fr": {
         "skip": "Aller au contenu",
@@ -42,6 +48,7 @@ MESSAGES = {
         "formula": "Formule, défilante",
         "table": "Tableau, défilant",
         "region": "Zone défilante",
+        "expand": "Ouvrir ou fermer le menu",
     },
 }
 
@@ -77,6 +84,9 @@ def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict, 
         context["ftsite_a11y_messages"] = Markup(json.dumps(words, ensure_ascii=False).replace("</", "<\\/"))
     if "body" in context:
         body = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
+        # myst-nb names the <summary> of hidden cells "Toggle hidden content", in English,
+        # over its visible prompt ("Afficher la cellule masquée"): let the prompt name it.
+        body = body.replace('<summary aria-label="Toggle hidden content">', "<summary>")
         context["body"] = level_captions(body)
 
 

@@ -87,6 +87,10 @@ THEME_MESSAGES = {
     },
 }
 
+# myst-nb's prompts of cells tagged hide-input / hide-output / hide-cell ("Show code cell
+# {type}", {type} being an English word): one French prompt for every kind of cell.
+NOTEBOOK_PROMPTS = {"fr": ("Afficher la cellule masquée", "Masquer la cellule")}
+
 # Who holds the copyright, in each language: conf.py's ``author`` in the footer's
 # "© Copyright 2026, <author>." is replaced by it (Sphinx translates the rest of the line).
 AUTHORS = {"fr": "les auteurs de L'affinage par la pratique"}
@@ -156,6 +160,9 @@ def _configure_language(app: Sphinx, config) -> None:
     title = config.ftsite_titles.get((config.language or "en")[:2])
     if title:
         config.project = config.html_title = config.epub_title = title
+    prompts = NOTEBOOK_PROMPTS.get((config.language or "en")[:2])
+    if prompts:
+        config.nb_code_prompt_show, config.nb_code_prompt_hide = prompts
     authors = AUTHORS.get((config.language or "en")[:2])
     if authors:
         config.copyright = config.copyright.replace(config.author, authors)

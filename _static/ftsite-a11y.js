@@ -62,6 +62,25 @@
     pending = setTimeout(markScrollableRegions, 100);
   }
 
+  // -- The theme's sidebar buttons ---------------------------------------------------------
+  // sphinx-rtd-theme's script adds to the sidebar buttons titled "Open/close menu", in
+  // English whatever the page: name them in the page's language, as they appear.
+  function labelMenuButtons() {
+    if (!words.expand) return;
+    document.querySelectorAll("button.toctree-expand").forEach(function (button) {
+      button.setAttribute("title", words.expand);
+      button.setAttribute("aria-label", words.expand);
+    });
+  }
+
+  function watchMenu() {
+    var menu = document.querySelector(".wy-menu-vertical");
+    labelMenuButtons();
+    if (menu && window.MutationObserver) {
+      new MutationObserver(labelMenuButtons).observe(menu, { childList: true, subtree: true });
+    }
+  }
+
   // -- Skip link ---------------------------------------------------------------------------
   // It is a plain link to #ftsite-content, but the 404 page has a <base> element (its links
   // work at any address), against which "#ftsite-content" would lead to the home page.
@@ -109,6 +128,7 @@
   function start() {
     markScrollableRegions();
     watchSearch();
+    watchMenu();
     window.addEventListener("resize", markSoon);
     // A solution opened (<details>) may hold code that scrolls; "toggle" does not bubble.
     document.addEventListener("toggle", markSoon, true);

@@ -494,6 +494,15 @@ def test_code_that_scrolls_takes_the_focus_and_is_named(server, open_page, lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_sidebar_buttons_speak_the_page_language(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/docs/sft.html")
+    expected = {"en": "Open/close menu", "fr": "Ouvrir ou fermer le menu"}[lang]
+    page.wait_for_selector("button.toctree-expand", state="attached")
+    page.wait_for_function("""label => [...document.querySelectorAll('button.toctree-expand')]
+        .every(b => b.title === label && b.getAttribute('aria-label') === label)""", arg=expected)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
 def test_the_theme_frame_speaks_the_page_language(site, lang):
     """Landmarks, the footer's copyright and its date: French on French pages, English on English ones."""
     html = site.page(lang, CHAPTER)
