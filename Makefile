@@ -11,6 +11,7 @@ PY          := $(VENV)/bin/python
 BUILD       ?= _build
 SITE        := $(PY) tools/ftsite.py --build-dir $(BUILD)
 STAMP       := $(VENV)/.installed
+AXE         := node_modules/axe-core/axe.min.js
 PORT        ?= 8000
 
 .DEFAULT_GOAL := help
@@ -56,7 +57,16 @@ update-po: gettext ## Refresh docs/locale/fr/*.po after English edits (then tran
 check-po: gettext ## Fail if a French message is untranslated, fuzzy, stale or malformed
 	@$(SITE) check-po --pot-dir $(BUILD)/gettext
 
-test: $(STAMP) ## Run the whole test suite (builds both languages in a temporary folder)
+# axe-core, the accessibility checker of tests/test_browser.py, from the npm registry at
+# the version pinned in package.json and package-lock.json (checked against its hash).
+# Only the tests use it; it is injected into the pages under test, never published.
+$(AXE): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found: the accessibility tests need Node.js and npm (e.g. apt-get install nodejs npm; .ci/run does it), then run make test again" >&2; exit 1; }
+	@echo "Installing axe-core (pinned in package-lock.json) into node_modules/ …"
+	@npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $(AXE)
+
+test: $(STAMP) $(AXE) ## Run the whole test suite (builds both languages in a temporary folder)
 	@$(PY) -m pytest tests
 
 serve: html ## Build, then serve _build/html on http://127.0.0.1:8000/ (PORT=... to change)

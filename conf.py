@@ -48,6 +48,7 @@ extensions = [
     "ftsite_glossary",    # the glossary sorted in the page's language
     "ftsite_cite",        # the references page lists the pages that cite each entry
     "ftsite_meta",        # last updated (git), description, Open Graph, sitemap.xml, 404 page
+    "ftsite_a11y",        # WCAG 2.1 AA: skip link, labels in the page's language, keyboard access
 ]
 
 # -- Notebooks (myst-nb) -------------------------------------------------------------

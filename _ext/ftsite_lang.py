@@ -1,15 +1,22 @@
-"""Language switch, ``hreflang`` links and French number formatting.
+"""Language switch, ``hreflang`` links, French numbers and dates, the theme's labels.
 
 The site is built once per language into ``_build/html/<lang>/`` (or, on Read the
 Docs, as one project per language). Every page links to the same page in the other
 languages with a *relative* URL, so the switch works over http and from ``file://``.
 The links themselves are written by ``_templates/layout.html`` from the context set here.
+
+French pages are French everywhere, the theme's frame included: sphinx-rtd-theme's own
+catalog lacks its accessibility labels ("Navigation menu"…), so ``THEME_MESSAGES`` adds
+them; the footer's copyright line names the authors in the page's language
+(``AUTHORS``); dates are written ``le 3 décembre 2026`` (``french_date``).
 """
 
 from __future__ import annotations
 
+import gettext
 import os
 import re
+from datetime import date as Date
 
 from docutils import nodes
 from sphinx.application import Sphinx
@@ -40,6 +47,73 @@ class FrenchGluedNumbers(SphinxPostTransform):
                 text = node.astext()
                 if french_number(text) != text:
                     node.replace(node.children[0], nodes.Text(french_number(text)))
+
+
+# -- Dates ----------------------------------------------------------------------------
+
+FRENCH_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+                 "septembre", "octobre", "novembre", "décembre"]
+
+
+def french_date(day: Date) -> str:
+    """``2026-12-03`` -> ``3 décembre 2026``; the first of a month is ``1er``.
+
+    Written by hand rather than with ``strftime("%B")``, which follows the machine's
+    locale (English on CI) and writes ``03``.
+    """
+    number = "1er" if day.day == 1 else str(day.day)
+    return f"{number}\u00a0{FRENCH_MONTHS[day.month - 1]} {day.year}"
+
+
+def format_date(day: Date, language: str | None, english_format: str = "%Y-%m-%d") -> str:
+    """A date as a reader of ``language`` writes it: French in words, English as ``english_format``."""
+    if (language or "en").startswith("fr"):
+        return french_date(day)
+    return day.strftime(english_format)
+
+
+# -- The theme's labels and the footer ---------------------------------------------------
+
+# Strings of sphinx-rtd-theme 3.1.0's templates that its French catalog does not translate
+# (screen readers announce them). "Home" is written in English in breadcrumbs.html, outside
+# any catalog: _templates/layout.html passes it through _() so that it lands here too.
+THEME_MESSAGES = {
+    "fr": {
+        "Home": "Accueil",
+        "Navigation menu": "Menu de navigation",
+        "Mobile navigation menu": "Menu de navigation mobile",
+        "Page navigation": "Fil d'Ariane",
+        "Sequential page navigation": "Navigation entre les pages",
+    },
+}
+
+# myst-nb's prompts of cells tagged hide-input / hide-output / hide-cell ("Show code cell
+# {type}", {type} being an English word): one French prompt for every kind of cell.
+NOTEBOOK_PROMPTS = {"fr": ("Afficher la cellule masquée", "Masquer la cellule")}
+
+# Who holds the copyright, in each language: conf.py's ``author`` in the footer's
+# "© Copyright 2026, <author>." is replaced by it (Sphinx translates the rest of the line).
+AUTHORS = {"fr": "les auteurs de L'affinage par la pratique"}
+
+
+class _MessagesTranslations(gettext.NullTranslations):
+    """A gettext catalog made of a dict: the last fallback of Sphinx's translator."""
+
+    def __init__(self, messages: dict[str, str]):
+        super().__init__()
+        self._messages = messages
+
+    def gettext(self, message: str) -> str:
+        if message in self._messages:
+            return self._messages[message]
+        return super().gettext(message)
+
+
+def _add_theme_messages(app: Sphinx) -> None:
+    """Let the templates' ``_()`` find ``THEME_MESSAGES`` after every real catalog."""
+    messages = THEME_MESSAGES.get((app.config.language or "en")[:2])
+    if messages:
+        app.translator.add_fallback(_MessagesTranslations(messages))
 
 
 DEFAULT_SITE_URL = "http://127.0.0.1:8000/"  # where `make serve` serves the site
@@ -86,6 +160,12 @@ def _configure_language(app: Sphinx, config) -> None:
     title = config.ftsite_titles.get((config.language or "en")[:2])
     if title:
         config.project = config.html_title = config.epub_title = title
+    prompts = NOTEBOOK_PROMPTS.get((config.language or "en")[:2])
+    if prompts:
+        config.nb_code_prompt_show, config.nb_code_prompt_hide = prompts
+    authors = AUTHORS.get((config.language or "en")[:2])
+    if authors:
+        config.copyright = config.copyright.replace(config.author, authors)
     # Sphinx writes <link rel="canonical"> from html_baseurl: the address of this language.
     config.html_baseurl = site_url() + language_path(config.language or "en")
     # One e-book per language (make epub), identified by the address of its language.
@@ -98,6 +178,7 @@ def setup(app: Sphinx) -> dict:
     app.add_config_value("ftsite_languages", {"en": "English", "fr": "Français"}, "html")
     app.add_config_value("ftsite_titles", {}, "html")
     app.connect("config-inited", _configure_language)
+    app.connect("builder-inited", _add_theme_messages)
     app.add_post_transform(FrenchGluedNumbers)
     app.connect("html-page-context", _page_context)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -3,7 +3,8 @@
 * **Last updated**: the theme's footer shows, per page, the date of the last git commit
   that changed its source; on a French page, of its source or of its ``.po`` file,
   whichever is later. A file with uncommitted changes, or a build outside a git clone,
-  uses the file's modification date instead.
+  uses the file's modification date instead. French pages write it in words
+  (``le 3 décembre 2026``), English pages as ``html_last_updated_fmt`` says.
 * **Description and Open Graph**: ``<meta name="description">`` and ``og:*`` tags (title,
   description, URL, language, a picture), made from the page itself: nothing is fetched.
 * **sitemap.xml** in each language's folder, with the other language of each page as an
@@ -27,7 +28,7 @@ from markupsafe import Markup
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from ftsite_lang import language_path, site_url
+from ftsite_lang import format_date, language_path, site_url
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict, 
         date = page_date(app, pagename)
         if date and app.config.html_last_updated_fmt is not None:
             fmt = app.config.html_last_updated_fmt or "%b %d, %Y"
-            context["last_updated"] = datetime.strptime(date, "%Y-%m-%d").strftime(fmt)
+            day = datetime.strptime(date, "%Y-%m-%d").date()
+            context["last_updated"] = format_date(day, language, fmt)
     base = app.config.html_baseurl
     url = base + pagename + context.get("file_suffix", ".html")
     text = description(doctree)

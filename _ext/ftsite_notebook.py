@@ -32,6 +32,8 @@ from sphinx.transforms.post_transforms import SphinxPostTransform
 
 from myst_nb.sphinx_ import NbMetadataCollector
 
+from ftsite_lang import format_date
+
 MESSAGES = {
     "en": {
         "download": "Download this notebook (.ipynb)",
@@ -119,7 +121,7 @@ def execution_line(env, docname: str, doctree: nodes.Node, language: str) -> str
         if device:
             break
     seconds = run.get("runtime")
-    date = datetime.fromtimestamp(run["mtime"]).strftime("%Y-%m-%d") if run.get("mtime") else "?"
+    date = format_date(datetime.fromtimestamp(run["mtime"]).date(), language) if run.get("mtime") else "?"
     seconds = "?" if seconds is None else _number(seconds, language)
     if device is None:  # a notebook that does not call ftlab.setup() first
         return words["executed_somewhere"].format(seconds=seconds, date=date)

@@ -311,3 +311,238 @@ def test_no_page_loads_anything_from_another_host(site):
         for tag, url in re.findall(r'<(script|img|iframe|source|link rel="stylesheet")[^>]*?(?:src|href)="(https?://[^"]+)"', text):
             foreign.append(f"{path.relative_to(site.html)}: {tag} {url}")
     assert foreign == []
+
+
+# -- Accessibility: WCAG 2.1 AA, keyboard, screen readers ---------------------------------------
+
+# axe-core, the checker browsers' own accessibility tools use, pinned in package.json and
+# package-lock.json and installed by `make test` (npm ci) into node_modules/. The tests
+# inject its source into each page: the page fetches nothing from anywhere.
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21aa"]  # WCAG 2.0 and 2.1, levels A and AA (France's RGAA)
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    if not AXE.exists():
+        pytest.fail(f"axe-core is missing ({AXE.relative_to(ROOT)}): run 'make test', or 'npm ci' "
+                    "(installs the version pinned in package-lock.json; needs node and npm).", pytrace=False)
+    return AXE.read_text(encoding="utf-8")
+
+
+def axe_violations(page, axe_source: str, name: str) -> list[str]:
+    """Check the page with axe-core, every solution open; one line per failing element."""
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    page.evaluate("window.ftsiteA11y && window.ftsiteA11y.refresh()")  # code inside solutions
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(content=axe_source)
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags},"
+                           " resultTypes: ['violations']})", AXE_TAGS)
+    lines = []
+    for rule in result["violations"]:
+        for node in rule["nodes"]:
+            why = " ".join(node["failureSummary"].split("\n")[1:2]).strip()
+            lines.append(f"{name}: {rule['id']} ({rule['impact']}) at {' '.join(map(str, node['target']))}"
+                         f" {node['html'][:100]!r}: {why}")
+    return lines
+
+
+def site_pages(site, lang: str) -> list[str]:
+    """Every page of one language, as addresses under the site: ``fr/docs/sft.html``…"""
+    pages = sorted(p.relative_to(site.html).as_posix() for p in (site.html / lang).rglob("*.html"))
+    return pages + [f"{lang}/search.html?q=model"]  # the search page with its results shown
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_every_page_passes_axe_core_wcag_2_1_aa(site, server, browser, axe_source, lang):
+    """axe-core finds no WCAG 2.1 A or AA problem on any page of the language, notebooks included."""
+    context = browser.new_context(locale=f"{lang}-{lang.upper()}")
+    page = context.new_page()
+    pages = site_pages(site, lang) + (["404.html"] if lang == "en" else [])  # and the root 404
+    problems = []
+    try:
+        for name in pages:
+            page.goto(f"{server}/{name}")
+            page.wait_for_load_state("load")
+            if "search.html?q=" in name:
+                page.wait_for_selector("#search-results .search-summary", timeout=20000)
+            problems += axe_violations(page, axe_source, name)
+    finally:
+        context.close()
+    assert len(pages) > 25
+    assert problems == [], f"{len(problems)} WCAG violation(s) on {lang} pages:\n" + "\n".join(problems[:40])
+
+
+def test_the_axe_check_reports_page_rule_and_element(server, open_page, axe_source):
+    """The check itself: a picture without alt and grey-on-grey text are caught and named."""
+    page = open_page(f"{server}/en/{CHAPTER}.html")
+    page.evaluate("""() => document.querySelector('[itemprop=articleBody]').insertAdjacentHTML('afterbegin',
+        '<img id="no-alt" src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><p id="pale" style="color:#bbb">pale</p>')""")
+    problems = axe_violations(page, axe_source, f"en/{CHAPTER}.html")
+    assert any(line.startswith(f"en/{CHAPTER}.html: image-alt (critical) at #no-alt") for line in problems), problems
+    assert any("color-contrast (serious) at #pale" in line for line in problems), problems
+
+
+A11Y_WORDS = {
+    "en": {"skip": "Skip to content", "copy": "Copy to clipboard", "copied": "Copied!",
+           "code": "Code, scrollable", "search": "Search finished", "frame": ["Home", "Navigation menu"]},
+    "fr": {"skip": "Aller au contenu", "copy": "Copier dans le presse-papier", "copied": "Copié !",
+           "code": "Code, défilant", "search": "Recherche terminée",
+           "frame": ["Accueil", "Menu de navigation"]},
+}
+
+
+def tab_to(page, selector: str, limit: int = 300):
+    """Press Tab until the focus is on an element matching ``selector``; return that element."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement && document.activeElement.matches(s)", selector):
+            return page.locator(":focus")
+    pytest.fail(f"{limit} presses of Tab never reached {selector}")
+
+
+@pytest.mark.parametrize("pagename", [CHAPTER, "no/such/page"])  # the 404 page has a <base>
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_skip_link_is_the_first_tab_stop_and_leads_to_the_text(server, open_page, lang, pagename):
+    page = open_page(f"{server}/{lang}/{pagename}.html")
+    page.keyboard.press("Tab")
+    link = page.locator(":focus")
+    assert link.get_attribute("class") == "ftsite-skip-link"
+    assert link.inner_text() == A11Y_WORDS[lang]["skip"]
+    box = link.bounding_box()
+    assert box and box["y"] >= 0, "the skip link shows when it has the focus"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "ftsite-content"
+    assert page.url == f"{server}/{lang}/{pagename}.html", "the skip link stays on the page"
+    page.keyboard.press("Tab")  # the next stop is in the text, not in the sidebar
+    assert page.evaluate("document.activeElement.closest('#ftsite-content') !== null")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_focus_is_visible_on_links_and_buttons(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/{NOTEBOOK}.html")
+    for selector in [".rst-content p a", "summary", "button.copybtn"]:
+        element = tab_to(page, selector)
+        page.wait_for_timeout(400)  # copy buttons fade in (a 0.3 s transition)
+        outline = element.evaluate("e => { const s = getComputedStyle(e);"
+                                   " return [s.outlineStyle, parseFloat(s.outlineWidth), s.opacity]; }")
+        assert outline[0] != "none" and outline[1] >= 2, f"{selector}: outline {outline}"
+        assert float(outline[2]) == 1.0, f"{selector} is transparent when focused"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_language_switch_works_with_the_keyboard(server, open_page, lang):
+    other = "fr" if lang == "en" else "en"
+    page = open_page(f"{server}/{lang}/{CHAPTER}.html")
+    link = tab_to(page, f".ftsite-lang-switch a[hreflang={other}]")
+    assert link.get_attribute("lang") == other  # screen readers read "Français" in French
+    label = page.locator(".ftsite-lang-switch").get_attribute("aria-label")
+    assert label == {"en": "Language", "fr": "Langue"}[lang]
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server}/{other}/{CHAPTER}.html")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_search_works_with_the_keyboard_and_announces_its_results(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/{CHAPTER}.html")
+    box = tab_to(page, "input[name=q]")
+    assert box.get_attribute("aria-label") == {"en": "Search docs", "fr": "Rechercher docs"}[lang]
+    page.keyboard.type("tokenizer")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/{lang}/search.html?q=tokenizer*")
+    page.wait_for_selector("#search-results .search-summary", timeout=20000)
+    announced = page.locator("#ftsite-announce")
+    page.wait_for_function("() => document.getElementById('ftsite-announce').textContent.trim() !== ''")
+    assert announced.get_attribute("role") == "status"
+    assert A11Y_WORDS[lang]["search"] in announced.inner_text()
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_solutions_open_with_the_keyboard(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/{CHAPTER}.html")
+    summary = tab_to(page, "details.dropdown > summary")
+    details = page.locator("details.dropdown:has(> summary:focus)")
+    assert details.evaluate("d => !d.open")
+    page.keyboard.press("Enter")
+    assert details.evaluate("d => d.open")
+    assert summary.inner_text().strip() == "Solution"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_copy_buttons_are_named_and_announce_in_the_page_language(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/{NOTEBOOK}.html", permissions=["clipboard-read", "clipboard-write"])
+    button = tab_to(page, "div.cell_input button.copybtn")
+    assert page.get_by_role("button", name=A11Y_WORDS[lang]["copy"]).count() > 3
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.getElementById('ftsite-announce').textContent.trim() !== ''")
+    assert page.locator("#ftsite-announce").inner_text() == A11Y_WORDS[lang]["copied"]
+    assert page.evaluate("navigator.clipboard.readText()").strip()
+    assert page.evaluate("document.activeElement.matches('button.copybtn')"), "the focus stays on the button"
+    assert button.is_visible()
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_code_that_scrolls_takes_the_focus_and_is_named(server, open_page, lang):
+    """On a narrow screen, each code block that scrolls is a tab stop named in the page's language."""
+    page = open_page(f"{server}/{lang}/{NOTEBOOK}.html", viewport={"width": 420, "height": 800})
+    regions = page.evaluate("""() => [...document.querySelectorAll('.rst-content pre')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => [e.getAttribute('tabindex'), e.getAttribute('aria-label')])""")
+    assert regions, "some code scrolls on a narrow screen"
+    labels = {A11Y_WORDS[lang]["code"], {"en": "Output, scrollable", "fr": "Sortie, défilante"}[lang]}
+    assert all(tabindex == "0" and label in labels for tabindex, label in regions), regions
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_sidebar_buttons_speak_the_page_language(server, open_page, lang):
+    page = open_page(f"{server}/{lang}/docs/sft.html")
+    expected = {"en": "Open/close menu", "fr": "Ouvrir ou fermer le menu"}[lang]
+    page.wait_for_selector("button.toctree-expand", state="attached")
+    page.wait_for_function("""label => [...document.querySelectorAll('button.toctree-expand')]
+        .every(b => b.title === label && b.getAttribute('aria-label') === label)""", arg=expected)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_theme_frame_speaks_the_page_language(site, lang):
+    """Landmarks, the footer's copyright and its date: French on French pages, English on English ones."""
+    html = site.page(lang, CHAPTER)
+    labels = set(re.findall(r'aria-label="([^"]*)"', html))
+    english = {"Home", "Navigation menu", "Mobile navigation menu", "Page navigation",
+               "Sequential page navigation"}
+    if lang == "fr":
+        assert not labels & english, labels & english
+        assert {"Accueil", "Menu de navigation"} <= labels
+        assert "les auteurs de L&#39;affinage par la pratique" in html
+        assert re.search(r"Mis à jour le (1er|\d{1,2})\u00a0(janvier|février|mars|avril|mai|juin|juillet|août|"
+                         r"septembre|octobre|novembre|décembre) \d{4}\.", html)
+    else:
+        assert {"Home", "Navigation menu"} <= labels
+        assert "The Fine-Tuning by Doing authors" in html
+        assert re.search(r"Last updated on \d{4}-\d\d-\d\d\.", html)
+
+
+def test_every_picture_has_a_text_alternative_in_the_page_language(site, server, browser):
+    """Figures and plots: each visible picture has an alt text, not a file name, and a
+    French page's differ from the same English page's (so they are not left in English)."""
+    context = browser.new_context()
+    page = context.new_page()
+    visible_alts = {}
+    try:
+        for lang in ["en", "fr"]:
+            for path in sorted((site.html / lang).rglob("*.html")):
+                name = path.relative_to(site.html / lang).as_posix()
+                page.goto(f"{server}/{lang}/{name}")
+                page.wait_for_load_state("load")
+                page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+                visible_alts[lang, name] = page.evaluate("""() => [...document.images]
+                    .filter(i => i.getClientRects().length > 0)
+                    .map(i => [i.getAttribute('alt') || '', i.getAttribute('src').slice(0, 60)])""")
+    finally:
+        context.close()
+    assert sum(len(alts) for alts in visible_alts.values()) > 40
+    bad = [f"{lang}/{name}: {src} has alt {alt!r}" for (lang, name), alts in visible_alts.items()
+           for alt, src in alts if len(alt.strip()) < 3 or re.search(r"\.(png|svg|jpe?g|gif)$", alt)]
+    assert bad == [], "pictures without a real text alternative:\n" + "\n".join(bad)
+    english = [f"fr/{name}: {alt!r}" for (lang, name), alts in visible_alts.items() if lang == "fr"
+               for alt, _ in alts if alt in {a for a, _ in visible_alts.get(("en", name), [])}]
+    assert english == [], "French pages show pictures described in English:\n" + "\n".join(english)

@@ -25,7 +25,7 @@ from conftest import ROOT, notebooks, run_site
 sys.path.insert(0, str(ROOT / "_ext"))
 import ftsite_meta  # noqa: E402
 from ftsite_glossary import sort_key  # noqa: E402
-from ftsite_lang import language_path, site_url  # noqa: E402
+from ftsite_lang import french_date, language_path, site_url  # noqa: E402
 
 LANGS = ["en", "fr"]
 WORDS = {
@@ -100,7 +100,8 @@ def test_every_notebook_page_has_its_bar(site, lang):
             f"{lang}/{name}: {line!r}, but the log says {seconds[name]} s"
         threads = re.search(r"ftlab: device cpu, float32, (\d+) threads?", html).group(1)
         assert f"({threads}\u00a0threads)" in line or f"({threads} threads)" in line
-        assert re.search(r", (on|le) \d{4}-\d\d-\d\d\.$", line)
+        date = {"en": r"\d{4}-\d\d-\d\d", "fr": r"(1er|[1-9]\d?)\u00a0[a-zéû]+ \d{4}"}[lang]
+        assert re.search(rf", (on|le) {date}\.$", line), line  # French dates in words
 
 
 def test_the_notebook_bar_is_added_to_notebooks_only(site):
@@ -146,7 +147,8 @@ def test_references_page_has_the_required_entries_each_cited(site):
                 "hinton2015", "dettmers2022", "vaswani2017"]
     for lang, cited_in in [("en", "Cited in: "), ("fr", "Cité dans\u00a0: ")]:
         html = page(site, lang, "docs/references")
-        entries = re.findall(r'<div class="citation" id="([a-z0-9]+)" role="doc-biblioentry">(.*?)</div>', html, re.S)
+        # role="listitem": _ext/ftsite_a11y.py replaces docutils' deprecated doc-biblioentry
+        entries = re.findall(r'<div class="citation" id="([a-z0-9]+)" role="listitem">(.*?)</div>', html, re.S)
         ids = [ident for ident, _ in entries]
         assert set(required) <= set(ids), set(required) - set(ids)
         for ident, body in entries:
@@ -236,6 +238,7 @@ def test_each_page_shows_when_its_source_last_changed(site):
         en = expected_date(source)
         fr = max(en, expected_date(locale / f"{pagename}.po"))
         assert WORDS["en"]["updated"].format(en) in page(site, "en", pagename), pagename
+        fr = french_date(datetime.strptime(fr, "%Y-%m-%d").date())  # « le 3 décembre 2026 »
         assert WORDS["fr"]["updated"].format(fr) in page(site, "fr", pagename), pagename
 
 

@@ -195,9 +195,9 @@ ROOT_INDEX = """<!DOCTYPE html>
 <noscript><meta http-equiv="refresh" content="0; url=en/index.html"></noscript>
 </head>
 <body>
-<p>Choose your language / Choisissez votre langue :
+<p>Choose your language / <span lang="fr">Choisissez votre langue&nbsp;:</span>
 <a href="en/index.html" hreflang="en">English</a> ·
-<a href="fr/index.html" hreflang="fr">Français</a></p>
+<a href="fr/index.html" hreflang="fr" lang="fr">Français</a></p>
 </body>
 </html>
 """
