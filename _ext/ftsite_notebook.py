@@ -128,6 +128,19 @@ def execution_line(env, docname: str, doctree: nodes.Node, language: str) -> str
     return words["executed"].format(seconds=seconds, device=describe_device(device, words), date=date)
 
 
+def translate_device_lines(doctree: nodes.Node) -> None:
+    """On a French page, the line of ``ftlab.setup()`` in French (read above, in English, first):
+    ``ftlab: device cpu, float32, 2 threads`` -> ``ftlab : appareil cpu, float32, 2 fils d'exécution``."""
+    for block in doctree.findall(nodes.literal_block):
+        text = block.astext()
+        match = DEVICE_LINE.search(text)
+        if match:
+            n = int(match["threads"])
+            french = (f"ftlab\u00a0: appareil {match['device']}, {match['dtype']}, "
+                      f"{n} fil{'s' * (n != 1)} d'exécution")
+            block.children = [nodes.Text(text.replace(match.group(0), french))]
+
+
 def _code(text: str, lexer: str = "bash") -> str:
     """A code block like Sphinx's, so that it gets a copy button."""
     return (f'<div class="highlight-{lexer} notranslate"><div class="highlight"><pre>'
@@ -183,6 +196,8 @@ class NotebookBar(SphinxPostTransform):
                          f'{html.escape(words["download"])}</a></p>')
         parts.append(run_box(self.config, docname, language))
         parts.append("</div>")
+        if language.startswith("fr"):
+            translate_device_lines(self.document)
         section.insert(1, nodes.raw("", "".join(parts), format="html"))
 
 

@@ -20,9 +20,10 @@ HEADERS = {
     "fr": ["Notebook", "Résultat", "Durée (s)", "Modèle", "Machine", "Exécuté le", "Commit"],
 }
 STATUS = {
-    "en": {"ran": "✅ runs", "lab-only": "➖ lab model by design", "failed": "❌ fails", "timeout": "⏱ stopped after {timeout} s"},
-    "fr": {"ran": "✅ s'exécute", "lab-only": "➖ modèle du lab, à dessein", "failed": "❌ échoue",
-           "timeout": "⏱ arrêté après {timeout} s"},
+    "en": {"ran": "✅ runs", "lab-only": "➖ lab model by design", "failed": "❌ fails", "timeout": "⏱ stopped after {timeout} s",
+           "missing": "not run yet"},
+    "fr": {"ran": "✅ s'exécute", "lab-only": "➖ modèle du laboratoire, à dessein", "failed": "❌ échoue",
+           "timeout": "⏱ arrêté après {timeout} s", "missing": "pas encore exécuté"},
 }
 MACHINE = {"en": ("CPU cores", "no GPU"), "fr": ("cœurs de CPU", "sans GPU")}
 
@@ -54,7 +55,11 @@ class RealCheckDirective(SphinxDirective):
         body = nodes.tbody()
         group += body
         cores, no_gpu = MACHINE[lang]
-        for name, r in results.items():
+        from ftsite_order import course_order
+
+        names = [d.split("/", 1)[1] for d in course_order(self.env.srcdir) if d.startswith("notebooks/")]
+        for name in names + [n for n in results if n not in names]:
+            r = results.get(name, {"status": "missing", "seconds": None})
             docname = f"notebooks/{name}"
             link = nodes.paragraph()
             link += nodes.reference("", name, internal=True,
@@ -62,7 +67,8 @@ class RealCheckDirective(SphinxDirective):
                                     if docname in self.env.found_docs else "")
             status = STATUS[lang].get(r["status"], r["status"]).format(timeout=_number(r.get("timeout", 0), lang))
             machine = r.get("machine", "").replace("CPU cores", cores).replace("no GPU", no_gpu)
-            cells = [link, nodes.paragraph(text=status), nodes.paragraph(text=_number(r["seconds"], lang)),
+            seconds = "–" if r["seconds"] is None else _number(r["seconds"], lang)
+            cells = [link, nodes.paragraph(text=status), nodes.paragraph(text=seconds),
                      nodes.literal(text=r.get("model", "")), nodes.paragraph(text=machine),
                      nodes.paragraph(text=r.get("date", "")), nodes.literal(text=r.get("commit", ""))]
             body += nodes.row("", *[nodes.entry("", c) for c in cells])

