@@ -130,14 +130,14 @@ def execution_line(env, docname: str, doctree: nodes.Node, language: str) -> str
 
 def translate_device_lines(doctree: nodes.Node) -> None:
     """On a French page, the line of ``ftlab.setup()`` in French (read above, in English, first):
-    ``ftlab: device cpu, float32, 2 threads`` -> ``ftlab : appareil cpu, float32, 2 fils d'exécution``."""
+    ``ftlab: device cpu, float32, 2 threads`` -> ``ftlab : appareil cpu, float32, 2 threads``."""
     for block in doctree.findall(nodes.literal_block):
         text = block.astext()
         match = DEVICE_LINE.search(text)
         if match:
             n = int(match["threads"])
             french = (f"ftlab\u00a0: appareil {match['device']}, {match['dtype']}, "
-                      f"{n} fil{'s' * (n != 1)} d'exécution")
+                      f"{n} thread{'s' * (n != 1)}")  # the word of the notebook bar
             block.children = [nodes.Text(text.replace(match.group(0), french))]
 
 

@@ -98,7 +98,9 @@ def test_every_notebook_page_has_its_bar(site, lang):
         assert shown, f"{lang}/{name}: {line!r}"
         assert abs(float(shown.group(1).replace(",", ".")) - seconds[name]) <= 0.06, \
             f"{lang}/{name}: {line!r}, but the log says {seconds[name]} s"
-        threads = re.search(r"ftlab: device cpu, float32, (\d+) threads?", html).group(1)
+        device = {"en": r"ftlab: device cpu, float32, (\d+) threads?",  # ftlab.setup()'s line, translated on
+                  "fr": r"ftlab\u00a0: appareil cpu, float32, (\d+) threads?"}[lang]  # French pages
+        threads = re.search(device, html).group(1)
         assert f"({threads}\u00a0threads)" in line or f"({threads} threads)" in line
         date = {"en": r"\d{4}-\d\d-\d\d", "fr": r"(1er|[1-9]\d?)\u00a0[a-zéû]+ \d{4}"}[lang]
         assert re.search(rf", (on|le) {date}\.$", line), line  # French dates in words
