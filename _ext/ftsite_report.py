@@ -55,6 +55,16 @@ def _number(seconds: float, language: str) -> str:
     return text.replace(".", ",") if language.startswith("fr") else text
 
 
+def _when(mtime: float, lang: str) -> str:
+    """When a notebook ran, as the page's readers write it: "2026-12-03 08:26" or "3 décembre 2026, 08 h 26"."""
+    from ftsite_lang import format_date
+
+    moment = datetime.fromtimestamp(mtime)
+    if lang == "fr":
+        return f"{format_date(moment.date(), 'fr')}, {moment:%H} h {moment:%M}"
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
 def _table(env: BuildEnvironment, fromdoc: str, language: str) -> nodes.table:
     lang = "fr" if language.startswith("fr") else "en"
     headers, words = HEADERS[lang], WORDS[lang]
@@ -80,7 +90,7 @@ def _table(env: BuildEnvironment, fromdoc: str, language: str) -> nodes.table:
             nodes.paragraph(text="–" if seconds is None else _number(seconds, lang)),
             nodes.paragraph(text=str(budget(docname))),
             nodes.paragraph(text="–" if seconds is None else words["yes" if seconds <= budget(docname) else "no"]),
-            nodes.paragraph(text=datetime.fromtimestamp(run["mtime"]).strftime("%Y-%m-%d %H:%M") if run.get("mtime") else "–"),
+            nodes.paragraph(text=_when(run["mtime"], lang) if run.get("mtime") else "–"),
         ]
         body += nodes.row("", *[nodes.entry("", c) for c in cells])
     return table
