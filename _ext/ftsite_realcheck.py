@@ -67,10 +67,19 @@ class RealCheckDirective(SphinxDirective):
                                     if docname in self.env.found_docs else "")
             status = STATUS[lang].get(r["status"], r["status"]).format(timeout=_number(r.get("timeout", 0), lang))
             machine = r.get("machine", "").replace("CPU cores", cores).replace("no GPU", no_gpu)
+            if r.get("threads"):
+                machine += f", {r['threads']} thread{'s' * (r['threads'] != 1)}"
+            day = r.get("date", "")
+            if day and lang == "fr":
+                from datetime import date
+
+                from ftsite_lang import format_date
+
+                day = format_date(date.fromisoformat(day), "fr")
             seconds = "–" if r["seconds"] is None else _number(r["seconds"], lang)
             cells = [link, nodes.paragraph(text=status), nodes.paragraph(text=seconds),
                      nodes.literal(text=r.get("model", "")), nodes.paragraph(text=machine),
-                     nodes.paragraph(text=r.get("date", "")), nodes.literal(text=r.get("commit", ""))]
+                     nodes.paragraph(text=day), nodes.literal(text=r.get("commit", ""))]
             body += nodes.row("", *[nodes.entry("", c) for c in cells])
         return [table]
 
