@@ -89,7 +89,7 @@ from .models import (
     pretrain,
     pretrain_loop,
 )
-from .real import REAL_MODELS, load_real_model, real_model_folder, real_model_id, real_model_info, real_model_label
+from .real import REAL_MODELS, load_real_model, real_model_folder, real_model_id, real_model_info
 from .stats import Rate, rate, wilson_interval
 from .tokenizer import (
     CHAT_TEMPLATE,
@@ -142,7 +142,7 @@ __all__ = [
     "ModelPreset", "PretrainRecipe", "PRESETS", "RECIPES", "build_model", "count_parameters",
     "corpus_token_ids", "pretrain_loop", "pretrain", "get_base_model",
     "Checkpoint", "cached_model", "load_checkpoint", "cache_dir", "fingerprint", "library_versions",
-    "real_model_id", "REAL_MODELS", "load_real_model", "real_model_folder", "real_model_info", "real_model_label",
+    "real_model_id", "REAL_MODELS", "load_real_model", "real_model_folder", "real_model_info",
     "assistant_mask", "end_of_turn", "end_of_turn_id", "Rate", "rate", "wilson_interval",
     # evaluation
     "Reply", "ChatReport", "chat", "chat_batch", "exact_match", "keyword_accuracy", "format_compliance",

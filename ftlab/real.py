@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import FtlabError, short_traceback
 
-__all__ = ["REAL_MODELS", "RealModel", "gpu_shapes", "real_model_id", "real_model_folder", "real_model_info", "real_model_label",
+__all__ = ["REAL_MODELS", "RealModel", "gpu_shapes", "real_model_id", "real_model_folder", "real_model_info",
            "load_real_tokenizer", "load_real_model"]
 
 
@@ -43,7 +43,6 @@ class RealModel:
     version: str  # the pinned version of that package (make setup installs it)
     gguf: str  # the GGUF file inside the package
     hub_id: str  # where the original release lives on the Hugging Face Hub
-    label: str  # the name shown to readers
 
 
 #: Short names that ``FTLAB_MODEL`` and :func:`load_real_model` accept besides folders and hub ids.
@@ -53,26 +52,21 @@ REAL_MODELS = {
         version="0.1.2",
         gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        label="SmolLM2-135M-Instruct",
     ),
 }
 
-def _gpu_shapes():
+def gpu_shapes() -> dict:
+    """Hub id -> :class:`ftlab.quant.LlamaShape` of the real models the support page sizes for a
+    GPU: SmolLM2-135M and -360M, Qwen2.5-0.5B and Llama 3.2 1B, from each model's config.json on
+    the Hugging Face Hub (kv_dim = key-value heads x head size). Introduced in notebooks/real-model.ipynb."""
     from .quant import LlamaShape
 
     return {
-        # From each model's config.json on the Hugging Face Hub (kv_dim = key-value heads x head size).
         "HuggingFaceTB/SmolLM2-135M-Instruct": LlamaShape("SmolLM2-135M", 576, 1536, 30, 192, 49152, tied=True),
         "HuggingFaceTB/SmolLM2-360M-Instruct": LlamaShape("SmolLM2-360M", 960, 2560, 32, 320, 49152, tied=True),
         "Qwen/Qwen2.5-0.5B-Instruct": LlamaShape("Qwen2.5-0.5B", 896, 4864, 24, 128, 151936, tied=True),
         "meta-llama/Llama-3.2-1B-Instruct": LlamaShape("Llama 3.2 1B", 2048, 8192, 16, 512, 128256, tied=True),
     }
-
-
-def gpu_shapes() -> dict:
-    """Hub id -> :class:`ftlab.quant.LlamaShape` of the real models the support page sizes for a
-    GPU: SmolLM2-135M and -360M, Qwen2.5-0.5B and Llama 3.2 1B. Introduced in notebooks/real-model.ipynb."""
-    return _gpu_shapes()
 
 
 _HELP = (
@@ -254,16 +248,6 @@ def real_model_info(name: str = "smollm2-135m-instruct") -> dict:
     info["gguf_mb"] = _gguf_path(name, spec).stat().st_size / 1e6
     info["folder_mb"] = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
     return info
-
-
-def real_model_label(model_id: str | None = None) -> str:
-    """A reader-friendly name: "SmolLM2-135M-Instruct" for a short name, else the value itself.
-
-    Introduced in notebooks/real-model.ipynb.
-    """
-    model_id = model_id or real_model_id() or ""
-    spec = REAL_MODELS.get(model_id.strip().lower())
-    return spec.label if spec else model_id
 
 
 def _resolve(model_id: str) -> str:

@@ -54,7 +54,6 @@ def test_real_model_converts_once_and_loads_from_the_cache(real):
     info = ftlab.real_model_info(NAME)
     assert info["parameters"] == 134_515_008 and info["source"].endswith(".gguf")
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.num_hidden_layers == 30
-    assert ftlab.real_model_label(NAME) == "SmolLM2-135M-Instruct"
     reply = ftlab.chat(model, tok, "What is the capital of France?", max_new_tokens=20)
     assert "Paris" in reply.text and reply.stopped
 
