@@ -39,6 +39,7 @@ extensions = [
     "sphinx_copybutton",  # a copy button on every code block
     "ftsite_lang",        # language switch, hreflang links, French number format
     "ftsite_glue",        # pages that glue a notebook's numbers follow its re-execution
+    "ftsite_rate",        # :rate: / :rate-ci: - a glued rate with its count (and its 95 % interval)
     "ftsite_math",        # math rendered to MathML at build time: no MathJax from a CDN
     "ftsite_report",      # the build report: each notebook's execution time and status
     "ftsite_realcheck",   # "Run on a real model": the results of make real-check (docs/real-check.json)
