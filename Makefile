@@ -15,7 +15,7 @@ AXE         := node_modules/axe-core/axe.min.js
 PORT        ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help setup html html-noexec epub gettext update-po check-po test serve lab real-check clean
+.PHONY: help setup html html-noexec epub gettext update-po check-po test bench serve lab real-check clean
 
 help: ## List the targets
 	@echo "Fine-Tuning by Doing: make <target>"
@@ -68,6 +68,9 @@ $(AXE): package.json package-lock.json
 
 test: $(STAMP) $(AXE) ## Run the whole test suite (builds both languages in a temporary folder)
 	@$(PY) -m pytest tests
+
+bench: $(STAMP) ## Time every notebook alone and the cold / no-change builds from empty caches (BUSY=1: also next to a busy process); writes _build/bench.json
+	@$(PY) tools/bench.py $(if $(BUSY),--busy)
 
 serve: html ## Build, then serve _build/html on http://127.0.0.1:8000/ (PORT=... to change)
 	@echo "Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"

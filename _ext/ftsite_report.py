@@ -28,13 +28,36 @@ def budget(docname: str) -> int:
 
 
 HEADERS = {
-    "en": ["Notebook", "Status", "Execution time (s)", "Budget (s)", "Within budget", "Executed on"],
-    "fr": ["Notebook", "État", "Durée d'exécution (s)", "Budget (s)", "Dans le budget", "Exécuté le"],
+    "en": ["Notebook", "Status", "Execution time (s)", "Run", "Budget alone (s)", "Within budget", "Executed on"],
+    "fr": ["Notebook", "État", "Durée d'exécution (s)", "Exécution", "Budget seul (s)", "Dans le budget", "Exécuté le"],
 }
 WORDS = {
-    "en": {"ok": "✅ ran", "failed": "❌ failed", "yes": "yes", "no": "no"},
-    "fr": {"ok": "✅ exécuté", "failed": "❌ échec", "yes": "oui", "no": "non"},
+    "en": {"ok": "✅ ran", "failed": "❌ failed", "yes": "yes", "no": "no", "alone": "alone, {t} thread{s}",
+           "parallel": "{j} at a time, {t} thread{s} each", "sphinx": "by Sphinx"},
+    "fr": {"ok": "✅ exécuté", "failed": "❌ échec", "yes": "oui", "no": "non", "alone": "seul, {t} thread{s}",
+           "parallel": "{j} à la fois, {t} thread{s} chacun", "sphinx": "par Sphinx"},
 }
+
+
+def _how(env: BuildEnvironment, docname: str) -> dict:
+    """How tools/execute.py ran the notebook (``jobs`` at a time, ``threads`` each), from the
+    jupyter cache; empty when myst-nb executed it itself during the Sphinx build."""
+    try:
+        import nbformat
+        from jupyter_cache import get_cache
+
+        nb = nbformat.read(env.doc2path(docname), as_version=4)
+        return dict(get_cache(env.config.nb_execution_cache_path).match_cache_notebook(nb).data or {})
+    except Exception:  # noqa: BLE001 - the report never fails a build
+        return {}
+
+
+def _run_words(how: dict, words: dict) -> str:
+    if "jobs" not in how:
+        return words["sphinx"]
+    jobs, threads = int(how["jobs"]), int(how["threads"])
+    key = "alone" if jobs == 1 else "parallel"
+    return words[key].format(j=jobs, t=threads, s="s" * (threads != 1))
 
 
 class build_report_node(nodes.General, nodes.Element):
@@ -84,12 +107,16 @@ def _table(env: BuildEnvironment, fromdoc: str, language: str) -> nodes.table:
         link = nodes.reference("", env.titles[docname].astext() if docname in env.titles else docname,
                                internal=True, refuri=env.app.builder.get_relative_uri(fromdoc, docname))
         seconds = run.get("runtime")
+        how = _how(env, docname)
+        alone = how.get("jobs", 1) == 1  # a budget is for one notebook alone on 2 quiet cores
         cells = [
             nodes.paragraph("", "", link),
             nodes.paragraph(text=words["ok"] if run.get("succeeded") else words["failed"]),
             nodes.paragraph(text="–" if seconds is None else _number(seconds, lang)),
+            nodes.paragraph(text=_run_words(how, words)),
             nodes.paragraph(text=str(budget(docname))),
-            nodes.paragraph(text="–" if seconds is None else words["yes" if seconds <= budget(docname) else "no"]),
+            nodes.paragraph(text="–" if seconds is None or not alone
+                            else words["yes" if seconds <= budget(docname) else "no"]),
             nodes.paragraph(text=_when(run["mtime"], lang) if run.get("mtime") else "–"),
         ]
         body += nodes.row("", *[nodes.entry("", c) for c in cells])

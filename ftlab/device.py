@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .errors import FtlabError, short_traceback
 
-__all__ = ["DeviceInfo", "setup", "get_device", "get_dtype", "set_seed", "quiet", "device_info"]
+__all__ = ["DeviceInfo", "default_threads", "setup", "get_device", "get_dtype", "set_seed", "quiet", "device_info"]
 
 _printed = False
 
@@ -165,11 +165,24 @@ def device_info(seed: int = 0) -> DeviceInfo:
     return DeviceInfo(str(get_device()), str(get_dtype()).replace("torch.", ""), torch.get_num_threads(), seed)
 
 
+def default_threads() -> int:
+    """Torch's CPU threads when nothing says otherwise: all cores but one, at least one.
+
+    Measured on 2 cores (README, Performance): torch's OpenMP threads wait for each other,
+    so a job on 2 threads ran 2.6 to 10 times slower as soon as one other process wanted a
+    core (a browser, a build, a CI neighbour), while a job on 1 thread did not slow down,
+    at a cost of 1.2 to 1.6 times quiet. Leaving one core free keeps that robustness on any
+    machine. Introduced in notebooks/first-look.ipynb.
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 @short_traceback
 def setup(seed: int = 0, threads: int | None = None, verbose: bool = True, lab_only: str | None = None) -> DeviceInfo:
     """The first call of every notebook: pick the device, set seeds and threads, quiet the noise.
 
-    ``threads`` defaults to ``$FTLAB_THREADS`` or the number of CPU cores. Prints one line
+    ``threads`` defaults to ``$FTLAB_THREADS``, else :func:`default_threads` (one core left
+    free). Prints one line
     such as ``ftlab: device cpu, float32, 2 threads`` (once per session) and returns it
     as a :class:`DeviceInfo`.
 
@@ -185,7 +198,7 @@ def setup(seed: int = 0, threads: int | None = None, verbose: bool = True, lab_o
     quiet()
     if threads is None:
         env = os.environ.get("FTLAB_THREADS")
-        threads = int(env) if env else (os.cpu_count() or 1)
+        threads = int(env) if env else default_threads()
     if threads != torch.get_num_threads():
         torch.set_num_threads(max(1, int(threads)))
     set_seed(seed)

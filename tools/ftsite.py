@@ -68,22 +68,7 @@ def explain_failure(log: str, target: str, log_path: Path) -> str:
     where = f"Full log: {log_path.relative_to(ROOT) if log_path.is_relative_to(ROOT) else log_path}"
     failed_nb = re.search(r"ExecutionError: (\S+\.(?:ipynb|md))", log)
     if failed_nb or "Executing notebook failed" in log:
-        path = Path(failed_nb.group(1)) if failed_nb else None
-        cell, error = failing_cell(log, path)
-        name = display_path(path) if path else "a notebook"
-        timeout = re.search(r"CellTimeoutError: A cell timed out .*? after (\d+) seconds", log)
-        if timeout:
-            return (
-                f"{name}: a cell ran longer than {timeout.group(1)} s and was stopped "
-                f"(nb_execution_timeout in conf.py).\n"
-                f"  The notebooks need about a minute each on 2 idle cores: check that nothing else "
-                f"keeps the CPU busy (torch jobs running at the same time slow each other down many "
-                f"times over), then run 'make html' again. {where}"
-            )
-        return (
-            f"{name} failed at {cell}: {error}\n"
-            f"  Fix that cell (open it with 'make lab'), then run 'make html' again. {where}"
-        )
+        return notebook_failure(Path(failed_nb.group(1)) if failed_nb else None, log, where)
     problems = [
         line.strip()
         for line in log.splitlines()
@@ -98,6 +83,47 @@ def explain_failure(log: str, target: str, log_path: Path) -> str:
         )
     tail = [line for line in log.splitlines() if line.strip()][-3:]
     return "the build failed: " + " / ".join(tail) + f"\n  {where}"
+
+
+def notebook_failure(path: Path | None, log: str, where: str) -> str:
+    """One message for a notebook that failed: which cell, the error, what to do."""
+    cell, error = failing_cell(log, path)
+    name = display_path(path) if path else "a notebook"
+    timeout = re.search(r"CellTimeoutError: A cell timed out .*? after (\d+) seconds", log)
+    if timeout:
+        return (
+            f"{name}: {cell} ran longer than {timeout.group(1)} s and was stopped "
+            f"(nb_execution_timeout in conf.py).\n"
+            f"  The notebooks need about a minute each on 2 idle cores: check that nothing else "
+            f"keeps the CPU busy (torch jobs running at the same time slow each other down many "
+            f"times over), then run 'make html' again. {where}"
+        )
+    return (
+        f"{name} failed at {cell}: {error}\n"
+        f"  Fix that cell (open it with 'make lab'), then run 'make html' again. {where}"
+    )
+
+
+def execute_notebooks(build_dir: Path) -> None:
+    """Execute, several at a time, the notebooks the jupyter cache lacks (tools/execute.py)."""
+    from execute import execute  # noqa: E402  (tools/execute.py)
+
+    log_dir = build_dir / "logs"
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    results, seconds = execute(log_dir=log_dir, echo=echo)
+    if not results:
+        return
+    echo(f"[exec] done in {seconds:.1f} s")
+    (log_dir / "execute.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for result in results:
+        if result.error:
+            where = f"Full log: {display_path(result.log)}"
+            fail(notebook_failure(result.path, re.sub(r"\x1b\[[0-9;]*m", "", result.error), where))
 
 
 def failing_cell(log: str, notebook: Path | None) -> tuple[str, str]:
@@ -143,6 +169,12 @@ def build(target: str, build_dir: Path, noexec: bool = False, epub: bool = False
     root_index = build_dir / "html" / "index.html"
     if target != "gettext" and not epub and root_index.exists():
         root_index.unlink()  # written again only when every language built
+    if not noexec:
+        try:
+            execute_notebooks(build_dir)
+        except SystemExit:
+            (outdir / "index.html").unlink(missing_ok=True)  # never leave a failed language looking complete
+            raise
     label = LANGUAGES.get(target, "message catalogs (gettext)") + (" e-book (EPUB)" if epub else "")
     print(f"[{log_name}] building {label} into {display_path(outdir)} …", flush=True)
     start = time.perf_counter()
