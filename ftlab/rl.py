@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: Part of the cache key of :func:`get_reasoning_model`: bump it when the warm-up changes.
-RL_CODE_VERSION = "2"
+RL_CODE_VERSION = "3"
 
 _THINK = re.compile(re.escape(THINK_START) + r"(.*?)" + re.escape(THINK_END), re.DOTALL)
 _ANSWER = re.compile(r"answer is (-?\d+)")
@@ -241,9 +241,7 @@ def get_reasoning_model(sft=None, tok=None, recipe: WarmupRecipe | None = None):
     with :func:`ftlab.train_sft_loop` on :func:`reasoning_dataset`). Returns a
     :class:`ftlab.Checkpoint`. Introduced in notebooks/grpo.ipynb.
     """
-    import copy
-
-    from .cache import cached_model
+    from .cache import cached_model, load_checkpoint
     from .data import data_fingerprint
     from .sft import SFTRecipe, get_sft_model, train_sft_loop
     from .tokenizer import get_tokenizer, tokenizer_fingerprint
@@ -255,7 +253,10 @@ def get_reasoning_model(sft=None, tok=None, recipe: WarmupRecipe | None = None):
            "tokenizer": tokenizer_fingerprint(tok)}
 
     def train():
-        model = copy.deepcopy(sft.model)
+        # a fresh copy from disk, not copy.deepcopy(sft.model): when get_sft_model has just trained the SFT
+        # model with TRL in this process, a deep copy still calls the original's modules and never learns
+        # (DESIGN pitfall 14)
+        model = load_checkpoint(sft.path).model
         sft_recipe = SFTRecipe(steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed)
         history = train_sft_loop(model, tok, reasoning_dataset("train", recipe.empty_every), recipe=sft_recipe)
         return model, history["train"]
