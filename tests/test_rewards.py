@@ -216,18 +216,28 @@ def first_last(values, n=10):
     return sum(values[:n]) / n, sum(values[-n:]) / n
 
 
-def test_grpo_raises_the_mean_reward(runs):
-    start, end = first_last(runs["lax"]["reward"])
-    assert end > start
+def first_last_rates(values, recipe, n=10):
+    """The replies of the first and of the last n steps with a property, as counts (as the notebook)."""
+    per_step = recipe.prompts_per_step * recipe.group_size
+    return (ftlab.Rate(round(sum(values[:n]) * per_step), n * per_step),
+            ftlab.Rate(round(sum(values[-n:]) * per_step), n * per_step))
+
+
+def test_the_format_reward_rises_and_the_answers_do_not_improve(runs):
+    """The chapter: under the lax rule the format reward goes up while skipping the reasoning does not
+    help the answers (the correctness reward does not rise measurably)."""
     start, end = first_last(runs["lax"]["format"])
     assert end > start
+    first, last = first_last_rates(runs["lax"]["correct"], rl.grpo_recipe())
+    assert not (last.differs_from(first) and last.value > first.value)
 
 
 def test_lax_format_reward_is_hacked_and_the_strict_one_is_not(runs):
-    """The notebook's observed hack: with the lax rule, empty blocks spread; with the strict one, they vanish."""
-    lax_start, lax_end = first_last(runs["lax"]["empty"])
+    """The notebook's observed hack: with the lax rule, empty blocks spread (a difference that the counts of
+    sampled replies support, and a majority at the end); with the strict one, they vanish."""
+    first, last = first_last_rates(runs["lax"]["empty"], rl.grpo_recipe())
+    assert last.value > 0.5 and last.value > first.value and last.differs_from(first)
     strict_start, strict_end = first_last(runs["strict"]["empty"])
-    assert lax_end > 0.5 and lax_end > lax_start + 0.3
     assert strict_end < 0.05 and strict_end <= strict_start
 
 
