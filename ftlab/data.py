@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: Bump when any generated text changes: it is part of every cache key.
-DATA_VERSION = "1"
+DATA_VERSION = "2"
 
 #: The seed of every shuffle and split in this module.
 SEED = 2024
@@ -104,8 +104,13 @@ COUNTRIES: dict[str, tuple[str, ...]] = {
 UNKNOWN_CITIES = (
     "Velmora", "Quistral", "Brandoval", "Zentaro", "Orlivant", "Pemberska",
     "Tavrinec", "Solvanto", "Drimaska", "Kelvoran", "Ustrello", "Marvesk",
+    "Grennix", "Volantra", "Hespera", "Corvadel", "Yntaro", "Falmerich",
+    "Wesloria", "Dunmarra", "Ebrintal", "Skovaldi", "Rinquest", "Talvodor",
 )
-UNKNOWN_COUNTRIES = ("Zarkovia", "Lumeria", "Ostravel", "Quentaria", "Belvania", "Torwinia")
+UNKNOWN_COUNTRIES = (
+    "Zarkovia", "Lumeria", "Ostravel", "Quentaria", "Belvania", "Torwinia",
+    "Varlonia", "Esmerand", "Kordavia", "Plinthea", "Numbrasia", "Gavrosta",
+)
 
 #: Live-data topics: paraphrased questions, and the search query the assistant should emit.
 TOOL_TOPICS: dict[str, tuple[str, ...]] = {
@@ -389,10 +394,13 @@ def _heldout_cities() -> frozenset[str]:
 
 @lru_cache(maxsize=None)
 def _heldout_countries() -> frozenset[str]:
-    """Four countries whose capital question is held out (China among them)."""
+    """Half of the countries (8 of 16, China among them) have their capital question held out.
+
+    Half, not a quarter: a comparison on 4 held-out capitals would move 25 points per question.
+    """
     rng = _rng("heldout-countries")
     others = sorted(c for c in COUNTRIES if c != "China")
-    return frozenset(["China", *rng.sample(others, 3)])
+    return frozenset(["China", *rng.sample(others, 7)])
 
 
 _CITY_TEMPLATES = (
@@ -567,19 +575,33 @@ def preference_pairs(split: str | None = "train") -> list[PreferencePair]:
 
 
 @lru_cache(maxsize=None)
+def _heldout_sum_classes() -> frozenset[tuple[int, int]]:
+    """The commutation classes {a, b} whose two sums a + b and b + a are both held out.
+
+    Ten classes of two different digits from 1 to 9: 20 held-out sums, none of them with 0
+    (0 + x is a copy, not an addition) and none whose commuted twin is in the train split,
+    so a held-out sum is one that no training question answers in either order.
+    """
+    classes = [(a, b) for a in range(1, 10) for b in range(a + 1, 10)]
+    return frozenset(_rng("arithmetic-classes").sample(classes, 10))
+
+
+@lru_cache(maxsize=None)
 def _arithmetic() -> tuple[ArithmeticProblem, ...]:
     pairs = [(a, b) for a in range(10) for b in range(10)]
-    held = set(_rng("arithmetic").sample(pairs, 20))
+    held = _heldout_sum_classes()
     return tuple(
-        ArithmeticProblem(a, b, a + b, f"What is {a} + {b}?", f"{a} + {b} = {a + b}", "heldout" if (a, b) in held else "train")
+        ArithmeticProblem(a, b, a + b, f"What is {a} + {b}?", f"{a} + {b} = {a + b}",
+                          "heldout" if (min(a, b), max(a, b)) in held else "train")
         for a, b in pairs
     )
 
 
 def arithmetic_problems(split: str | None = None) -> list[ArithmeticProblem]:
-    """The 100 additions a + b of two digits, 20 of them held out, each with its answer.
+    """The 100 additions a + b of two digits, each with its answer; 20 of them are held out.
 
-    ``split=None`` (the default) gives all of them.
+    The held-out sums are whole commutation classes: a + b and b + a are in the same split,
+    and no held-out sum has a 0. ``split=None`` (the default) gives all of them.
     Introduced in notebooks/grpo.ipynb.
     """
     _check_split(split)

@@ -5,14 +5,20 @@
   ``require_reasoning=True`` the reasoning must also be non-empty (the guard against the
   reward hacking the notebook observes);
 * :func:`correctness_reward` - 1 if the answer after ``</think>`` is the right number;
-* :func:`group_advantages` - GRPO's group-relative advantage ``(r - mean) / std`` within each group;
+* :func:`group_advantages` - GRPO's group-relative advantage ``(r - mean) / std`` within each group
+  (``scale=False``: ``r - mean``, as Dr. GRPO);
+* :func:`grpo_loss` - the policy-gradient loss of one batch of replies, normalized per token of the
+  batch (TRL's default, ``loss_type="dapo"``), per reply (the GRPO paper, ``"grpo"``) or by a
+  constant (Dr. GRPO, ``"dr_grpo"``);
 * :func:`reasoning_example` - an addition written in the reasoning format, for the warm-up SFT;
 * :func:`get_reasoning_model` - the SFT model after a short warm-up on that format, cached;
 * :class:`GRPORecipe` - the settings of one GRPO run, one comment per field (:func:`grpo_recipe`
   gives the notebook's, adapted to ``FTLAB_MODEL``);
 * :func:`sample_groups` - a group of sampled replies for each prompt, with their tokens;
 * :func:`grpo_loop` - GRPO as a plain PyTorch loop, with each reward component logged;
-* :func:`evaluate_reasoning` - accuracy, format and empty-reasoning rate of greedy replies.
+* :func:`evaluate_reasoning` - accuracy, format and empty-reasoning rate of greedy replies;
+* :func:`prompt_dataset` and :func:`trl_rewards` - the same problems and rewards in the form TRL's
+  ``GRPOTrainer`` takes.
 
 The reply format, one line, the lab's tags being single tokens (DESIGN pitfall 2)::
 
@@ -38,6 +44,8 @@ __all__ = [
     "correctness_reward",
     "is_empty_reasoning",
     "group_advantages",
+    "LOSS_TYPES",
+    "grpo_loss",
     "reasoning_example",
     "reasoning_dataset",
     "WarmupRecipe",
@@ -48,10 +56,12 @@ __all__ = [
     "sample_groups",
     "grpo_loop",
     "evaluate_reasoning",
+    "prompt_dataset",
+    "trl_rewards",
 ]
 
 #: Part of the cache key of :func:`get_reasoning_model`: bump it when the warm-up changes.
-RL_CODE_VERSION = "2"
+RL_CODE_VERSION = "3"
 
 _THINK = re.compile(re.escape(THINK_START) + r"(.*?)" + re.escape(THINK_END), re.DOTALL)
 _ANSWER = re.compile(r"answer is (-?\d+)")
@@ -112,21 +122,61 @@ def is_empty_reasoning(text: str) -> bool:
     return reasoning is not None and not reasoning.strip()
 
 
-def group_advantages(rewards, group_size: int, eps: float = 1e-4):
+def group_advantages(rewards, group_size: int, eps: float = 1e-4, scale: bool = True):
     """GRPO's advantage: each reward minus the mean of its group, divided by the group's std.
 
     ``rewards`` is a flat sequence whose consecutive blocks of ``group_size`` values are the
     replies to one prompt. The standard deviation is the sample one (divided by n - 1), as
     in TRL; ``eps`` avoids a division by zero. A group whose replies all earn the same
-    reward gets advantages of 0: it teaches nothing. Returns a float tensor of the same
-    length. Introduced in notebooks/grpo.ipynb.
+    reward gets advantages of 0: it teaches nothing. ``scale=False`` skips the division, as
+    Dr. GRPO recommends (TRL: ``scale_rewards="none"``); the default is TRL's
+    ``scale_rewards="group"``. Returns a float tensor of the same length.
+    Introduced in notebooks/grpo.ipynb.
     """
     import torch
 
     r = torch.as_tensor(rewards, dtype=torch.float32).view(-1, group_size)
-    mean = r.mean(dim=1, keepdim=True)
-    std = r.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(mean)
-    return ((r - mean) / (std + eps)).view(-1)
+    centred = r - r.mean(dim=1, keepdim=True)
+    if not scale:
+        return centred.view(-1)
+    std = r.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(centred[:, :1])
+    return (centred / (std + eps)).view(-1)
+
+
+#: How :func:`grpo_loss` averages the per-token terms; the names are those of TRL's ``GRPOConfig.loss_type``.
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo")
+
+
+def grpo_loss(logp, mask, advantages, loss_type: str = "dapo", max_completion_length: int | None = None):
+    """The GRPO loss of one batch of replies sampled by the model being trained (one gradient step
+    per batch, so PPO's ratio is 1 and its clipping never acts; no KL term).
+
+    ``logp`` holds the log-probability of each reply token (replies x tokens), ``mask`` is 1
+    on the reply's tokens, ``advantages`` has one value per reply. Every token of reply i
+    gets the term ``-A_i log π(token)``; ``loss_type`` says how they are averaged:
+
+    * ``"dapo"`` (TRL's default): the sum over every token of the batch, divided by the number
+      of tokens, so each token weighs the same and a long reply weighs more than a short one
+      (DAPO's token-level loss);
+    * ``"grpo"``: the mean over each reply's tokens, then the mean over the replies, as in the
+      GRPO paper, so each reply weighs the same and the tokens of a short reply weigh more;
+    * ``"dr_grpo"``: the sum divided by a constant, replies x ``max_completion_length``
+      (Dr. GRPO), which removes the dependence on the lengths altogether.
+
+    With replies of equal length, the three differ only by a constant factor.
+    Introduced in notebooks/grpo.ipynb.
+    """
+    mask = mask.float()
+    per_token = -advantages.unsqueeze(1) * logp * mask
+    if loss_type == "dapo":
+        return per_token.sum() / mask.sum().clamp(min=1)
+    if loss_type == "grpo":
+        return (per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
+    if loss_type == "dr_grpo":
+        if not max_completion_length:
+            raise ValueError("loss_type='dr_grpo' divides by max_completion_length: give it")
+        return per_token.sum() / (mask.shape[0] * max_completion_length)
+    raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
 
 
 def reasoning_example(problem, empty: bool = False) -> dict:
@@ -191,9 +241,7 @@ def get_reasoning_model(sft=None, tok=None, recipe: WarmupRecipe | None = None):
     with :func:`ftlab.train_sft_loop` on :func:`reasoning_dataset`). Returns a
     :class:`ftlab.Checkpoint`. Introduced in notebooks/grpo.ipynb.
     """
-    import copy
-
-    from .cache import cached_model
+    from .cache import cached_model, load_checkpoint
     from .data import data_fingerprint
     from .sft import SFTRecipe, get_sft_model, train_sft_loop
     from .tokenizer import get_tokenizer, tokenizer_fingerprint
@@ -205,7 +253,10 @@ def get_reasoning_model(sft=None, tok=None, recipe: WarmupRecipe | None = None):
            "tokenizer": tokenizer_fingerprint(tok)}
 
     def train():
-        model = copy.deepcopy(sft.model)
+        # a fresh copy from disk, not copy.deepcopy(sft.model): when get_sft_model has just trained the SFT
+        # model with TRL in this process, a deep copy still calls the original's modules and never learns
+        # (DESIGN pitfall 14)
+        model = load_checkpoint(sft.path).model
         sft_recipe = SFTRecipe(steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed)
         history = train_sft_loop(model, tok, reasoning_dataset("train", recipe.empty_every), recipe=sft_recipe)
         return model, history["train"]
@@ -229,6 +280,8 @@ class GRPORecipe:
     require_reasoning: bool = False  # False: an empty <think></think> earns the format reward
     format_weight: float = 1.0  # weight of the format reward in the total reward
     correct_weight: float = 1.0  # weight of the correctness reward in the total reward
+    loss_type: str = "dapo"  # how the token terms are averaged (grpo_loss); "dapo" is TRL's default
+    scale_rewards: bool = True  # divide the advantages by the group's std (TRL's default); False: Dr. GRPO
     max_grad_norm: float = 1.0  # gradient clipping
     seed: int = 0  # problems drawn and tokens sampled
 
@@ -309,10 +362,11 @@ def grpo_loop(model, tok, problems, recipe: GRPORecipe | None = None) -> dict:
 
     Each step draws ``prompts_per_step`` problems, samples ``group_size`` replies to each,
     scores them with :func:`format_reward` and :func:`correctness_reward`, turns the total
-    rewards into :func:`group_advantages`, and takes one gradient step on
-    ``-mean(advantage x log-probability of each reply token)``. With one step per sample
-    the policy ratio of PPO/GRPO is 1, so its clipping never acts; there is no KL term
-    (TRL's ``beta=0``) and no value network. Returns a history of lists, one value per
+    rewards into :func:`group_advantages`, and takes one gradient step on :func:`grpo_loss`
+    (by default TRL's: the mean of ``-advantage x log-probability`` over every reply token
+    of the step). With one step per sample the policy ratio of PPO/GRPO is 1, so its
+    clipping never acts; there is no KL term (TRL's ``beta=0``) and no value network.
+    Returns a history of lists, one value per
     step: ``format``, ``correct`` (mean rewards), ``reward`` (their weighted sum),
     ``empty`` (fraction of replies with an empty ``<think>``), ``loss``; plus ``seconds``.
     Introduced in notebooks/grpo.ipynb.
@@ -334,11 +388,10 @@ def grpo_loop(model, tok, problems, recipe: GRPORecipe | None = None) -> dict:
         fmt = [format_reward(t, recipe.require_reasoning) for t in batch["texts"]]
         cor = [correctness_reward(t, a) for t, a in zip(batch["texts"], answers)]
         total = [recipe.format_weight * f + recipe.correct_weight * c for f, c in zip(fmt, cor)]
-        adv = group_advantages(total, recipe.group_size).to(batch["input_ids"].device)
+        adv = group_advantages(total, recipe.group_size, scale=recipe.scale_rewards).to(batch["input_ids"].device)
         model.train()
         logp = _completion_logprobs(model, batch)
-        mask = batch["completion_mask"].float()
-        loss = -(adv.unsqueeze(1) * logp * mask).sum() / mask.sum()  # every reply token counts once
+        loss = grpo_loss(logp, batch["completion_mask"], adv, recipe.loss_type, recipe.max_new_tokens)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
         opt.step()
@@ -376,3 +429,36 @@ def evaluate_reasoning(model, tok, problems, require_reasoning: bool = True) -> 
     n = max(1, len(table))
     return {"accuracy": float(table["correct"].sum() / n), "format": float(table["format"].sum() / n),
             "empty": float(table["empty"].sum() / n), "table": table}
+
+
+def prompt_dataset(split: str = "train"):
+    """The additions of one split as TRL's ``GRPOTrainer`` takes them: a ``datasets.Dataset`` with a
+    ``prompt`` column (the system and user messages, conversational format) and an ``answer``
+    column, which TRL passes to the reward functions by name. Introduced in notebooks/grpo.ipynb.
+    """
+    from datasets import Dataset
+
+    from .data import SYSTEM_PROMPT, arithmetic_problems
+
+    return Dataset.from_list([{"prompt": [{"role": "system", "content": SYSTEM_PROMPT},
+                                          {"role": "user", "content": p.question}], "answer": p.answer}
+                              for p in arithmetic_problems(split)])
+
+
+def trl_rewards(require_reasoning: bool = False) -> list:
+    """:func:`format_reward` and :func:`correctness_reward` as TRL's reward functions.
+
+    TRL calls each with the batch's ``completions`` (for a conversational data set, each one
+    a list holding the assistant message) and the data set's other columns as keyword
+    arguments (here ``answer``), and wants one number per completion. It logs each function
+    under its name (``rewards/format/mean``, ``rewards/correctness/mean``).
+    Introduced in notebooks/grpo.ipynb.
+    """
+
+    def format(completions, **kwargs):  # noqa: A001 - the name TRL logs
+        return [format_reward(c[0]["content"], require_reasoning) for c in completions]
+
+    def correctness(completions, answer, **kwargs):
+        return [correctness_reward(c[0]["content"], a) for c, a in zip(completions, answer)]
+
+    return [format, correctness]

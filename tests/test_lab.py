@@ -112,6 +112,24 @@ def test_heldout_questions_ask_about_facts_that_are_in_the_corpus():
     assert "Where is Shanghai?" in {q.question for q in data.qa_pairs("heldout", "city")}
 
 
+def test_heldout_sums_are_whole_commutation_classes_without_zero():
+    """A held-out sum must be unseen in either order: a + b and b + a share a split, and
+    0 + x (a copy, not an addition) is never held out."""
+    split = {(p.a, p.b): p.split for p in data.arithmetic_problems()}
+    assert all(split[a, b] == split[b, a] for a, b in split)
+    held = data.arithmetic_problems("heldout")
+    assert len(held) == 20 and all(p.a and p.b and p.a != p.b for p in held)
+    assert len({(min(p.a, p.b), max(p.a, p.b)) for p in held}) == 10
+
+
+def test_heldout_splits_are_big_enough_to_compare():
+    """8 held-out capitals of 16 (not 4), China's among them, and 36 invented places."""
+    assert len(data.qa_pairs("heldout", "capital")) == 8 == len(data.qa_pairs("train", "capital"))
+    assert "What is the capital of China?" in {q.question for q in data.qa_pairs("heldout", "capital")}
+    assert len(data.qa_pairs("heldout", "city")) == 16
+    assert len(data.unknown_questions(split=None)) == 36
+
+
 def test_unknown_entities_never_occur_in_the_corpus():
     text = "\n".join(ftlab.corpus()).casefold()
     names = data.UNKNOWN_CITIES + data.UNKNOWN_COUNTRIES

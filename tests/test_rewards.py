@@ -115,6 +115,69 @@ def test_a_group_that_all_succeeds_teaches_nothing():
     assert rl.group_advantages([2.0] * 8, group_size=8).tolist() == [0.0] * 8
 
 
+def test_dr_grpo_advantages_are_not_scaled():
+    """Dr. GRPO (TRL: scale_rewards="none"): reward minus the group's mean, no division by the std."""
+    adv = rl.group_advantages([1.0, 0.0, 0.0, 0.0, 3.0, 1.0], group_size=2, scale=False)
+    assert adv.tolist() == pytest.approx([0.5, -0.5, 0.0, 0.0, 1.0, -1.0])
+
+
+# -- The loss: per token, per reply, or by a constant (docs/rl-verifiable-rewards.rst) ----------
+
+
+def _batch():
+    """Two replies, of 3 and 1 tokens (the second row padded), with advantages +1 and -1."""
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -9.0, -9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    return logp, mask, torch.tensor([1.0, -1.0])
+
+
+def test_grpo_loss_by_hand():
+    logp, mask, adv = _batch()
+    # token terms -A log p: reply 1: 1, 2, 3; reply 2: -4
+    assert rl.grpo_loss(logp, mask, adv, "dapo").item() == pytest.approx((1 + 2 + 3 - 4) / 4)  # per token
+    assert rl.grpo_loss(logp, mask, adv, "grpo").item() == pytest.approx(((1 + 2 + 3) / 3 - 4 / 1) / 2)  # per reply
+    assert rl.grpo_loss(logp, mask, adv, "dr_grpo", max_completion_length=3).item() == pytest.approx((6 - 4) / (2 * 3))
+    with pytest.raises(ValueError):
+        rl.grpo_loss(logp, mask, adv, "dr_grpo")
+    with pytest.raises(ValueError):
+        rl.grpo_loss(logp, mask, adv, "sum")
+
+
+def test_the_three_losses_agree_up_to_a_constant_when_replies_have_one_length():
+    logp = -torch.rand(4, 5)
+    mask, adv = torch.ones(4, 5), torch.tensor([1.0, -0.5, 0.25, -0.75])
+    dapo = rl.grpo_loss(logp, mask, adv, "dapo").item()
+    assert rl.grpo_loss(logp, mask, adv, "grpo").item() == pytest.approx(dapo, rel=1e-5)
+    assert rl.grpo_loss(logp, mask, adv, "dr_grpo", max_completion_length=10).item() == pytest.approx(dapo / 2, rel=1e-5)
+
+
+def test_the_loop_uses_trls_defaults():
+    """The chapter says the notebook's loop does what TRL's GRPOTrainer does by default: token-level
+    loss (loss_type="dapo"), advantages divided by the group's std (scale_rewards="group"), no KL
+    term (beta=0), one gradient step per batch of replies (num_iterations=1). A new TRL that changes
+    a default fails here, not silently in the prose."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+    recipe = rl.GRPORecipe()
+    assert defaults["loss_type"] == recipe.loss_type == "dapo"
+    assert defaults["scale_rewards"] == "group" and recipe.scale_rewards is True
+    assert defaults["beta"] == 0.0 and defaults["num_iterations"] == 1
+    assert defaults["learning_rate"] == 1e-6
+
+
+def test_trl_reward_functions_read_the_conversational_completions():
+    fmt, correct = rl.trl_rewards(require_reasoning=True)
+    completions = [[{"role": "assistant", "content": GOOD}], [{"role": "assistant", "content": "<think></think>The answer is 7."}]]
+    assert fmt(completions) == [1.0, 0.0]
+    assert correct(completions, answer=[7, 8]) == [1.0, 0.0]
+    assert (fmt.__name__, correct.__name__) == ("format", "correctness")
+    row = rl.prompt_dataset("heldout")[0]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"] and isinstance(row["answer"], int)
+
+
 # -- The warm-up data ----------------------------------------------------------------------------
 
 
@@ -153,18 +216,28 @@ def first_last(values, n=10):
     return sum(values[:n]) / n, sum(values[-n:]) / n
 
 
-def test_grpo_raises_the_mean_reward(runs):
-    start, end = first_last(runs["lax"]["reward"])
-    assert end > start
+def first_last_rates(values, recipe, n=10):
+    """The replies of the first and of the last n steps with a property, as counts (as the notebook)."""
+    per_step = recipe.prompts_per_step * recipe.group_size
+    return (ftlab.Rate(round(sum(values[:n]) * per_step), n * per_step),
+            ftlab.Rate(round(sum(values[-n:]) * per_step), n * per_step))
+
+
+def test_the_format_reward_rises_and_the_answers_do_not_improve(runs):
+    """The chapter: under the lax rule the format reward goes up while skipping the reasoning does not
+    help the answers (the correctness reward does not rise measurably)."""
     start, end = first_last(runs["lax"]["format"])
     assert end > start
+    first, last = first_last_rates(runs["lax"]["correct"], rl.grpo_recipe())
+    assert not (last.differs_from(first) and last.value > first.value)
 
 
 def test_lax_format_reward_is_hacked_and_the_strict_one_is_not(runs):
-    """The notebook's observed hack: with the lax rule, empty blocks spread; with the strict one, they vanish."""
-    lax_start, lax_end = first_last(runs["lax"]["empty"])
+    """The notebook's observed hack: with the lax rule, empty blocks spread (a difference that the counts of
+    sampled replies support, and a majority at the end); with the strict one, they vanish."""
+    first, last = first_last_rates(runs["lax"]["empty"], rl.grpo_recipe())
+    assert last.value > 0.5 and last.value > first.value and last.differs_from(first)
     strict_start, strict_end = first_last(runs["strict"]["empty"])
-    assert lax_end > 0.5 and lax_end > lax_start + 0.3
     assert strict_end < 0.05 and strict_end <= strict_start
 
 

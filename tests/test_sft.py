@@ -57,7 +57,7 @@ def test_base_model_does_not_answer(lab):
 
 def test_base_model_knows_cities_and_capitals_as_text(lab):
     tok, base = lab
-    # Every question of the world (the held-out split alone has 4 capitals: one miss is 25
+    # Every question of the world (the held-out split alone has 8 capitals: one miss is 12.5
     # points, and which one the model misses changes with the CPU's floating-point kernels).
     probe = ftlab.fact_probe(base.model, tok, ftlab.qa_pairs("train") + ftlab.qa_pairs("heldout"))
     by_kind = probe.groupby("kind")["correct"].mean()
@@ -119,7 +119,9 @@ def test_plain_loop_lowers_the_loss(lab):
 def test_training_too_long_overfits(lab):
     """The notebook's overfitting section: 4x the steps, the held-out loss has its minimum
     well before the end and ends higher, while the training loss keeps falling; fewer
-    held-out cities but more held-out sums are answered, and the facts are forgotten as text."""
+    held-out cities are answered, the training sums are recited but the held-out sums (whole
+    commutation classes, never asked in either order) are not learned, and the facts are
+    forgotten as text."""
     tok, base = lab
     model = copy.deepcopy(base.model)
     recipe = replace(ftlab.SFTRecipe(), steps=4 * ftlab.SFTRecipe().steps, eval_every=50)
@@ -130,7 +132,8 @@ def test_training_too_long_overfits(lab):
     assert history["eval"][-1][1] > 1.1 * best
     assert sum(loss for _, loss in history["train"][-50:]) / 50 < 0.1
     assert scores(model, tok, "heldout", "city").exact <= 0.8
-    assert scores(model, tok, "heldout", "arithmetic").exact >= 0.5
+    assert scores(model, tok, "train", "arithmetic").exact >= 0.8  # the training sums, by heart
+    assert scores(model, tok, "heldout", "arithmetic").exact <= 0.35  # 7 of 20 at most: no addition learned
     probe = ftlab.fact_probe(model, tok, ftlab.qa_pairs("heldout", "city"))
     assert probe["correct"].mean() <= 0.5
 
