@@ -283,12 +283,13 @@ from .hallucinations import (  # noqa: E402
     knowledge_probe,
     local_search,
     parse_tool_call,
+    probe_prompts,
     reply_rates,
     tool_dataset,
     tool_report,
 )
 
-__all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates", "knowledge_probe",
+__all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates", "probe_prompts", "knowledge_probe",
             "abstention_dataset", "hallucination_report", "LIVE_DATA", "local_search", "parse_tool_call", "ToolRun",
             "tool_dataset", "answer_with_tools", "tool_report"]
 

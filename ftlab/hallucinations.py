@@ -1,13 +1,14 @@
 """Hallucinations and tool calls: teach a model to say "I don't know" and to ask for a search.
 
-* :func:`classify_reply` / :func:`reply_rates` - is a reply correct, wrong, a refusal or a
-  tool call? and the share of each over a set of questions;
-* :func:`knowledge_probe` - ask each question several times with sampling and count the
-  correct answers, to find what the model does not know;
+* :func:`classify_reply` / :func:`reply_rates` - is a reply correct, wrong, a clean refusal,
+  a garbled refusal or a tool call? and the count of each over a set of questions;
+* :func:`knowledge_probe` - complete each fact several times with sampling, in the phrasing
+  of the pretraining corpus, and count the correct completions, to find what the model
+  does not know;
 * :func:`abstention_dataset` - the retraining data: the questions the model knows keep
   their answer, the ones it fails get "I don't know.";
 * :func:`hallucination_report` - hallucination rate on unknown entities, correct-answer and
-  over-refusal rates on known questions, in one dict;
+  over-refusal rates on known questions, kind by kind, as :class:`ftlab.Rate` counts;
 * :data:`LIVE_DATA` and :func:`local_search` - a search "engine" that runs locally: its
   values change with a clock, like live data, and nothing touches the network;
 * :func:`parse_tool_call` - the query inside ``<SEARCH-TOOL>...</SEARCH-TOOL>``, or None;
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .data import QA, SYSTEM_PROMPT
+from .stats import Rate
 from .tokenizer import SEARCH_END, SEARCH_START
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "ToolRecipe",
     "classify_reply",
     "reply_rates",
+    "probe_prompts",
     "knowledge_probe",
     "abstention_dataset",
     "hallucination_report",
@@ -50,8 +53,11 @@ __all__ = [
 #: The answer of a model that does not know (the answer of :func:`ftlab.unknown_questions`).
 IDK = "I don't know."
 
-#: The four kinds of reply that :func:`classify_reply` tells apart.
-VERDICTS = ("correct", "wrong", "refusal", "call")
+#: The five kinds of reply that :func:`classify_reply` tells apart.
+VERDICTS = ("correct", "wrong", "refusal", "garbled", "call")
+
+#: A clean refusal: the reply starts with "I don't know" (or "I do not know").
+_REFUSAL = re.compile(r"\s*I (?:don't|don’t|do not) know\b", flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,9 @@ class AbstainRecipe:
     Introduced in notebooks/hallucinations.ipynb.
     """
 
-    samples: int = 3  # how many times each question is asked during the probe
+    samples: int = 3  # how many times each fact is completed during the probe
     temperature: float = 1.0  # sampling temperature of the probe (greedy would give one answer three times)
-    min_correct: int = 2  # a question counts as known when at least this many samples are correct
+    min_correct: int = 2  # a fact counts as known when at least this many samples are correct
     seed: int = 0  # seed of the sampling
     steps: int = 150  # optimizer steps of the retraining (the SFT recipe's)
     lr: float = 1e-3  # learning rate of the retraining (the SFT recipe's, for the lab model)
@@ -87,8 +93,9 @@ def classify_reply(reply: str, qa: QA) -> str:
     """One of :data:`VERDICTS` for a reply to ``qa``.
 
     * ``"call"``: the reply contains ``<SEARCH-TOOL>``;
-    * ``"refusal"``: it contains "know", as in "I don't know." (the keyword of the unknown
-      questions of :mod:`ftlab.data`; a refusal garbled by a small model still counts);
+    * ``"refusal"``: it starts with "I don't know" (a clean refusal);
+    * ``"garbled"``: it contains the word "know" without being a clean refusal, such as
+      ``'t know.``: a broken refusal, counted apart rather than as a refusal or an answer;
     * ``"correct"``: it contains the question's keyword as a word (never for unknown questions);
     * ``"wrong"``: anything else. For a question without an answer, a wrong reply is a hallucination.
 
@@ -97,44 +104,70 @@ def classify_reply(reply: str, qa: QA) -> str:
     text = str(reply)
     if SEARCH_START in text:
         return "call"
-    if _has_word(text, "know"):
+    if _REFUSAL.match(text):
         return "refusal"
+    if _has_word(text, "know"):
+        return "garbled"
     if qa.kind != "unknown" and _has_word(text, qa.keyword):
         return "correct"
     return "wrong"
 
 
-def reply_rates(replies: Sequence, qas: Sequence[QA]) -> dict[str, float]:
-    """Share of each verdict of :func:`classify_reply` (fractions summing to 1).
+def reply_rates(replies: Sequence, qas: Sequence[QA]) -> dict[str, Rate]:
+    """Each verdict of :func:`classify_reply` as a :class:`ftlab.Rate` (its count out of all replies).
 
     Introduced in notebooks/hallucinations.ipynb.
     """
     verdicts = [classify_reply(getattr(r, "text", r), q) for r, q in zip(replies, qas, strict=True)]
-    return {v: verdicts.count(v) / max(1, len(verdicts)) for v in VERDICTS}
+    return {v: Rate(verdicts.count(v), len(verdicts)) for v in VERDICTS}
+
+
+def probe_prompts(qas: Sequence[QA]) -> list[str]:
+    """The text that :func:`knowledge_probe` asks the model to complete for each question:
+    the fact in the phrasing of the pretraining corpus ("Where is Lyon?" -> "Lyon is a city in").
+
+    Introduced in notebooks/hallucinations.ipynb.
+    """
+    from .sft import _PROBES
+
+    out = []
+    for q in qas:
+        if q.kind not in _PROBES:
+            raise ValueError(f"no text probe for questions of kind {q.kind!r}")
+        pattern, text = _PROBES[q.kind]
+        out.append(text.format(*re.fullmatch(pattern, q.question).groups()))
+    return out
 
 
 def knowledge_probe(model, tok, qas: Sequence[QA], recipe: AbstainRecipe | None = None):
-    """Ask every question ``recipe.samples`` times with sampling and count the correct answers.
+    """Does the model know the fact behind each question? Complete it ``recipe.samples`` times.
 
-    Returns a DataFrame: question, answer, kind, the sampled replies, ``n_correct`` and
-    ``known`` (at least ``recipe.min_correct`` correct samples). All samples run in
-    batches, so three samples cost about as much as one. Introduced in notebooks/hallucinations.ipynb.
+    Like the Llama 3 procedure, the probe asks about what pretraining saw, not the chat
+    questions of fine-tuning (which the fine-tuned model may recite by heart): each fact is
+    given as the text of the corpus to complete (:func:`probe_prompts`), sampled at
+    ``recipe.temperature``. A completion is correct when its first word is the keyword.
+    Returns a DataFrame: question, answer, kind, prompt, the sampled completions
+    (``replies``), ``n_correct`` and ``known`` (at least ``recipe.min_correct`` correct
+    samples). Introduced in notebooks/hallucinations.ipynb.
     """
     import pandas as pd
+    import torch
 
-    from .evaluate import chat_batch
+    from .evaluate import complete
 
     recipe = recipe or AbstainRecipe()
     qas = list(qas)
-    asked = [q.question for q in qas] * recipe.samples  # sample k of question i sits at k * len(qas) + i
-    replies = chat_batch(model, tok, asked, greedy=False, temperature=recipe.temperature, seed=recipe.seed,
-                         batch_size=64)
+    prompts = probe_prompts(qas)
+    torch.manual_seed(recipe.seed)
+    asked = prompts * recipe.samples  # sample k of question i sits at k * len(qas) + i
+    outs = [o.strip() for o in complete(model, tok, asked, max_new_tokens=4, greedy=False,
+                                        temperature=recipe.temperature, stop_at_newline=True)]
     rows = []
     for i, q in enumerate(qas):
-        texts = [replies[k * len(qas) + i].text for k in range(recipe.samples)]
-        n_correct = sum(classify_reply(t, q) == "correct" for t in texts)
-        rows.append({"question": q.question, "answer": q.answer, "kind": q.kind, "replies": texts,
-                     "n_correct": n_correct, "known": n_correct >= recipe.min_correct})
+        texts = [outs[k * len(qas) + i] for k in range(recipe.samples)]
+        n_correct = sum((t.split() or [""])[0].rstrip(".") == q.keyword for t in texts)
+        rows.append({"question": q.question, "answer": q.answer, "kind": q.kind, "prompt": prompts[i],
+                     "replies": texts, "n_correct": n_correct, "known": n_correct >= recipe.min_correct})
     return pd.DataFrame(rows)
 
 
@@ -157,15 +190,19 @@ def abstention_dataset(qas: Sequence[QA], probe, system: str | None = SYSTEM_PRO
     return Dataset.from_list(rows)
 
 
-def hallucination_report(model, tok, known: Sequence[QA], unknown: Sequence[QA], before=None) -> dict[str, float]:
-    """The rates of the chapter, with greedy answers, as fractions.
+def hallucination_report(model, tok, known: Sequence[QA], unknown: Sequence[QA], before=None) -> dict:
+    """The rates of the chapter, with greedy answers, as :class:`ftlab.Rate` counts.
 
-    * ``hallucination``: share of ``unknown`` questions (no answer exists) answered anyway,
-      that is neither refused (``unknown_refusal``) nor sent to the tool (``unknown_call``);
-    * ``correct``, ``wrong``, ``over_refusal``: shares of ``known`` questions (their answer
-      is in the pretraining corpus) answered correctly, wrongly, or refused;
-    * ``lost``: if ``before`` (an earlier report) is given, the share of ``known`` questions
-      that were answered correctly before and are refused now.
+    * ``hallucination``: ``unknown`` questions (no answer exists) answered anyway, that is
+      neither refused cleanly (``unknown_refusal``), nor with a garbled refusal
+      (``unknown_garbled``), nor sent to the tool (``unknown_call``);
+    * ``correct``, ``wrong``, ``over_refusal``, ``garbled``: ``known`` questions (their answer
+      is in the pretraining corpus) answered correctly, wrongly, refused cleanly, or with a
+      garbled refusal;
+    * ``by_kind``: the same four rates for each kind of known question (``"city"``,
+      ``"capital"``, ``"arithmetic"``), as ``{kind: {name: Rate}}``;
+    * ``lost``: if ``before`` (an earlier report) is given, the ``known`` questions that were
+      answered correctly before and are refused (cleanly or not) now.
 
     ``"replies"`` holds the replies (known, then unknown) for display. Introduced in
     notebooks/hallucinations.ipynb.
@@ -176,13 +213,20 @@ def hallucination_report(model, tok, known: Sequence[QA], unknown: Sequence[QA],
     replies = [r.text for r in chat_batch(model, tok, [q.question for q in known + unknown])]
     on_known, on_unknown = replies[: len(known)], replies[len(known) :]
     k, u = reply_rates(on_known, known), reply_rates(on_unknown, unknown)
-    report = {"hallucination": 1 - u["refusal"] - u["call"], "correct": k["correct"], "wrong": k["wrong"],
-              "over_refusal": k["refusal"], "unknown_refusal": u["refusal"], "unknown_call": u["call"],
-              "replies": replies}
+    report = {"hallucination": u["wrong"], "correct": k["correct"], "wrong": k["wrong"],
+              "over_refusal": k["refusal"], "garbled": k["garbled"], "unknown_refusal": u["refusal"],
+              "unknown_garbled": u["garbled"], "unknown_call": u["call"], "replies": replies}
+    by_kind = {}
+    for kind in dict.fromkeys(q.kind for q in known):
+        pairs = [(r, q) for r, q in zip(on_known, known) if q.kind == kind]
+        rates = reply_rates([r for r, _ in pairs], [q for _, q in pairs])
+        by_kind[kind] = {"correct": rates["correct"], "wrong": rates["wrong"], "over_refusal": rates["refusal"],
+                         "garbled": rates["garbled"]}
+    report["by_kind"] = by_kind
     if before is not None:
         was_right = [classify_reply(r, q) == "correct" for r, q in zip(before["replies"], known)]
-        now_refused = [classify_reply(r, q) == "refusal" for r, q in zip(on_known, known)]
-        report["lost"] = sum(a and b for a, b in zip(was_right, now_refused)) / max(1, len(known))
+        now_refused = [classify_reply(r, q) in ("refusal", "garbled") for r, q in zip(on_known, known)]
+        report["lost"] = Rate(sum(a and b for a, b in zip(was_right, now_refused)), len(known))
     return report
 
 
@@ -296,7 +340,7 @@ def answer_with_tools(model, tok, questions: Sequence[str], search: Callable[[st
 
 def tool_report(runs_needed: Sequence[ToolRun], expected_queries: Sequence[str],
                 runs_other: Sequence[ToolRun] = ()) -> dict[str, float]:
-    """The tool-call rates, as fractions.
+    """The tool-call rates, as :class:`ftlab.Rate` counts.
 
     On the questions that need live data (``runs_needed``, whose right queries are
     ``expected_queries``, e.g. the ``keyword`` of :func:`ftlab.tool_questions`):
@@ -316,11 +360,10 @@ def tool_report(runs_needed: Sequence[ToolRun], expected_queries: Sequence[str],
 
     needed, other = list(runs_needed), list(runs_other)
     right = [r.query == q for r, q in zip(needed, expected_queries, strict=True)]
-    n = max(1, len(needed))
     return {
-        "called": sum(r.query is not None for r in needed) / n,
-        "right_query": sum(right) / n,
-        "faithful": sum(faithful(r) for r in needed) / n,
-        "final_correct": sum(ok and faithful(r) for ok, r in zip(right, needed)) / n,
-        "spurious": sum(r.query is not None for r in other) / max(1, len(other)),
+        "called": Rate.of(r.query is not None for r in needed),
+        "right_query": Rate.of(right),
+        "faithful": Rate.of(faithful(r) for r in needed),
+        "final_correct": Rate.of(ok and faithful(r) for ok, r in zip(right, needed)),
+        "spurious": Rate.of(r.query is not None for r in other),
     }

@@ -80,8 +80,18 @@ def test_classify_reply():
     assert ftlab.classify_reply("<SEARCH-TOOL>news today</SEARCH-TOOL>", city) == "call"
     assert ftlab.classify_reply("It is in Peru.", unknown) == "wrong"  # a hallucination
     assert ftlab.classify_reply("I don't know.", unknown) == "refusal"
+    assert ftlab.classify_reply("i do not know where it is", unknown) == "refusal"
     rates = ftlab.reply_rates(["It is in France.", "I don't know.", "It is in Peru.", "x"], [city] * 4)
-    assert rates == {"correct": 0.25, "wrong": 0.5, "refusal": 0.25, "call": 0.0}
+    assert {v: (r.k, r.n) for v, r in rates.items()} == {"correct": (1, 4), "wrong": (2, 4), "refusal": (1, 4),
+                                                       "garbled": (0, 4), "call": (0, 4)}
+
+
+@pytest.mark.parametrize("reply", ["'t know.", "know.", "It is in know.", "Iknow", "I know.", "You don't know."])
+def test_a_garbled_fragment_is_not_a_refusal(reply):
+    """Issue 16: a broken fragment such as `'t know.` was counted as a refusal by a substring match."""
+    unknown = QA("Where is Velmora?", "I don't know.", "unknown", "know", "train")
+    assert ftlab.classify_reply(reply, unknown) != "refusal"
+    assert ftlab.classify_reply("'t know.", unknown) == "garbled"
 
 
 # -- The claims of the chapter, on the lab model -------------------------------------------------
@@ -94,7 +104,8 @@ def procedure(lab):
     sft = ftlab.get_sft_model(base, tok)
     known, unknown = ftlab.qa_pairs("heldout"), ftlab.unknown_questions(split=None)
     recipe = ftlab.AbstainRecipe()
-    probe_questions = ftlab.qa_pairs("train")
+    probe_questions = ftlab.qa_pairs("train")  # probed as corpus text, disjoint from the evaluation
+    assert not {q.question for q in probe_questions} & {q.question for q in known + unknown}
     probe = ftlab.knowledge_probe(sft.model, tok, probe_questions, recipe)
     data = ftlab.abstention_dataset(probe_questions, probe)
     abstainer = copy.deepcopy(sft.model)
@@ -106,8 +117,8 @@ def procedure(lab):
 
 
 def test_the_sft_model_hallucinates_on_unknown_entities(procedure):
-    assert procedure["before"]["hallucination"] >= 0.8
-    assert procedure["before"]["over_refusal"] == 0.0
+    assert float(procedure["before"]["hallucination"]) >= 0.8
+    assert procedure["before"]["over_refusal"].k == 0 and procedure["before"]["hallucination"].n == 36
 
 
 def test_sampling_reveals_uncertainty_that_greedy_hides(procedure):
@@ -119,16 +130,27 @@ def test_sampling_reveals_uncertainty_that_greedy_hides(procedure):
 
 def test_retraining_on_i_dont_know_lowers_hallucinations(procedure):
     before, after = procedure["before"], procedure["after"]
-    assert after["hallucination"] <= before["hallucination"] - 0.4
-    assert after["wrong"] < before["wrong"]
+    assert after["hallucination"].differs_from(before["hallucination"])
+    assert float(after["hallucination"]) <= float(before["hallucination"]) - 0.4
+    assert float(after["wrong"]) < float(before["wrong"])
+
+
+def test_the_refused_known_questions_are_the_sums_it_got_wrong(procedure):
+    """The chapter's per-kind table: the SFT model lost the sums as text, the probe finds it, and
+    the retrained model refuses the held-out sums it used to get wrong; capitals stay wrong."""
+    probe, before, after = procedure["probe"], procedure["before"], procedure["after"]
+    assert probe[probe["kind"] == "arithmetic"]["known"].mean() < 0.5
+    assert float(before["by_kind"]["arithmetic"]["wrong"]) >= 0.75
+    assert float(after["by_kind"]["arithmetic"]["over_refusal"]) >= 0.75
+    assert float(after["by_kind"]["capital"]["correct"]) <= 0.25
 
 
 def test_over_refusal_stays_bounded(procedure):
     """Refusals mostly replace wrong answers: few questions answered correctly before are refused now."""
     before, after = procedure["before"], procedure["after"]
-    assert after["over_refusal"] <= before["wrong"] + 0.15
-    assert after["lost"] <= 0.15
-    assert after["correct"] >= 0.5 * before["correct"]
+    assert float(after["over_refusal"]) <= float(before["wrong"]) + 0.15
+    assert float(after["lost"]) <= 0.15
+    assert float(after["correct"]) >= 0.5 * float(before["correct"])
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +183,7 @@ def test_the_tool_loop_returns_the_backends_answer(procedure, assistant):
         assert r.result == ftlab.local_search(r.query, clock=500)
         assert ftlab.SEARCH_START not in r.final  # the final answer is not another call
     report = ftlab.tool_report(runs, [q.keyword for q in live])
-    assert report["faithful"] >= 0.5  # most final answers give the number the search returned
+    assert float(report["faithful"]) >= 0.5  # most final answers give the number the search returned
 
 
 def test_tool_calls_stay_away_from_known_questions(procedure, assistant):
