@@ -216,11 +216,12 @@ from .distill import (  # noqa: E402
     kl_loss,
     soft_target_table,
     soft_targets,
+    training_flops,
     window_logits,
 )
 
 __all__ += ["DistillRecipe", "soft_targets", "kl_loss", "distillation_loss", "soft_target_table", "corpus_windows",
-            "window_logits", "forward_speed", "distill_loop"]
+            "window_logits", "forward_speed", "training_flops", "distill_loop"]
 
 # Learning from preferences (reward model and DPO), introduced in notebooks/reward-model.ipynb and notebooks/dpo.ipynb.
 from .preferences import (  # noqa: E402

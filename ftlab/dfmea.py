@@ -381,6 +381,8 @@ def table_rates(generations, references) -> dict:
     """The checks of :func:`check_table` as counts, each a :class:`ftlab.Rate`:
 
     * ``"format"``: tables that parse, out of the requests;
+    * ``"filled"``: rows whose ten cells are all filled, out of the rows of the tables that parse;
+    * ``"ratings"``: rows whose S, O and D are integers from 1 to 10, out of the same rows;
     * ``"rpn"``: rows whose RPN is exactly S x O x D, out of the rows of the tables that parse;
     * ``"content"``: reference cells (RPN excepted) that the tables get right, out of all
       the reference cells.
@@ -390,7 +392,7 @@ def table_rates(generations, references) -> dict:
     from .stats import Rate
 
     generations, references = list(generations), list(references)
-    parsed = rows = rpn = cells = right = 0
+    parsed = rows = filled = ratings = rpn = cells = right = 0
     for g, ref in zip(generations, references, strict=True):
         check = check_table(g.text, ref)
         n_cells = (len(FIELDS) - 1) * len(ref)
@@ -399,5 +401,8 @@ def table_rates(generations, references) -> dict:
         if check.parses:
             parsed += 1
             rows += len(check.rows)
+            filled += round(check.filled * len(check.rows))
+            ratings += round(check.ratings_ok * len(check.rows))
             rpn += round(check.rpn_ok * len(check.rows))
-    return {"format": Rate(parsed, len(references)), "rpn": Rate(rpn, rows), "content": Rate(right, cells)}
+    return {"format": Rate(parsed, len(references)), "filled": Rate(filled, rows), "ratings": Rate(ratings, rows),
+            "rpn": Rate(rpn, rows), "content": Rate(right, cells)}

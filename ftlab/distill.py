@@ -7,7 +7,8 @@
 * :class:`DistillRecipe` - the settings of one student run, one comment per field;
 * :func:`corpus_windows` - every window of the corpus a training step can draw;
 * :func:`window_logits` - a model's logits on every training window, computed once;
-* :func:`forward_speed` - how many tokens per second a model reads;
+* :func:`forward_speed` - how many tokens per second a model reads (median over repeats);
+* :func:`training_flops` - the compute of a training step, counted in operations (FLOPs);
 * :func:`distill_loop` - pretraining of a student on the lab corpus, with hard labels,
   soft targets or a mix of both, timed step by step.
 
@@ -34,6 +35,7 @@ __all__ = [
     "corpus_windows",
     "window_logits",
     "forward_speed",
+    "training_flops",
     "distill_loop",
 ]
 
@@ -180,31 +182,50 @@ def window_logits(model, token_ids, line_starts, seq_len: int = 64, batch_size: 
     return torch.cat(parts)
 
 
-def forward_speed(model, windows, batch_size: int = 16, repeats: int = 3) -> float:
+def forward_speed(model, windows, batch_size: int = 16, repeats: int = 5) -> float:
     """Tokens per second that ``model`` reads in forward passes over ``windows`` (a 2-D tensor of ids).
 
-    The windows are read ``repeats`` times, in batches of ``batch_size``, and the fastest
-    pass counts: on a shared machine it is the one least slowed down by other programs.
-    Introduced in notebooks/distillation.ipynb.
+    The windows are read ``repeats`` times, in batches of ``batch_size``, and the median
+    pass counts: one pass slowed down (or not) by other programs on a shared machine does
+    not decide the result. Introduced in notebooks/distillation.ipynb.
     """
+    import statistics
+
     import torch
 
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    best = float("inf")
+    passes = []
     with torch.no_grad():
         for _ in range(repeats):
             start = time.perf_counter()
             for i in range(0, len(windows), batch_size):
                 model(input_ids=windows[i : i + batch_size].to(device))
-            best = min(best, time.perf_counter() - start)
+            passes.append(time.perf_counter() - start)
     model.train(was_training)
-    return windows.numel() / best
+    return windows.numel() / statistics.median(passes)
+
+
+def training_flops(student_params: int, tokens: int, teacher_params: int = 0) -> float:
+    """The operations (FLOPs) of one training step on ``tokens`` tokens, by the usual rule of thumb.
+
+    A forward pass costs about ``2 N`` operations per token for a model of ``N`` parameters
+    (one multiplication and one addition per weight), and a training step about ``6 N``
+    (the backward pass costs twice the forward). A distillation step adds the teacher's
+    forward pass, ``2 N_teacher`` per token::
+
+        6 · N_student · tokens  +  2 · N_teacher · tokens
+
+    The attention scores (small for short windows) and the loss over the vocabulary are left
+    out. Unlike a wall-clock time, the count does not depend on the machine or on what else
+    runs on it. Introduced in notebooks/distillation.ipynb.
+    """
+    return 6.0 * student_params * tokens + 2.0 * teacher_params * tokens
 
 
 def distill_loop(student, token_ids, line_starts, recipe: DistillRecipe, stored_logits=None,
-                 teacher_seconds_per_step: float = 0.0, evaluate=None) -> list[dict]:
+                 teacher_seconds_per_step: float = 0.0, evaluate=None, teacher_params: int = 0) -> list[dict]:
     """Train ``student`` in place on the corpus windows; returns its learning curve.
 
     Each step draws ``batch_size`` windows exactly as :func:`ftlab.pretrain_loop` does
@@ -215,10 +236,16 @@ def distill_loop(student, token_ids, line_starts, recipe: DistillRecipe, stored_
     The compute time of a step is measured around the student's forward and backward
     passes and the optimizer step; a distillation step adds ``teacher_seconds_per_step``,
     the time the teacher needs to score one batch, since a real run pays for it.
-    ``evaluate(student)``, called every ``eval_every`` steps and at the end (its time is
-    not counted), returns a dict of measures. Returns one dict per measurement:
-    ``{"step", "seconds", "loss", **evaluate(student)}``. Introduced in notebooks/distillation.ipynb.
+    The compute is also counted in operations (:func:`training_flops`): ``6 N`` per token
+    for the student, plus ``2 N`` per token for the teacher (``teacher_params``) in a step
+    that uses it. ``evaluate(student)``, called every ``eval_every`` steps and at the end
+    (its time is not counted), returns a dict of measures. Returns one dict per measurement:
+    ``{"step", "seconds", "step_ms", "flops", "loss", **evaluate(student)}``, where ``seconds``
+    is the cumulated time, ``step_ms`` the median time of the student's steps so far (the
+    teacher excluded) and ``flops`` the cumulated operations. Introduced in notebooks/distillation.ipynb.
     """
+    import statistics
+
     import torch
 
     from .models import _lr_at
@@ -231,6 +258,9 @@ def distill_loop(student, token_ids, line_starts, recipe: DistillRecipe, stored_
     opt = torch.optim.AdamW(student.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=recipe.weight_decay)
     curve: list[dict] = []
     seconds = 0.0
+    step_times: list[float] = []
+    flops_per_step = training_flops(sum(p.numel() for p in student.parameters()), recipe.batch_size * recipe.seq_len,
+                                    teacher_params if recipe.alpha > 0 else 0)
     student.train()
     for step in range(1, recipe.steps + 1):
         start = time.perf_counter()
@@ -245,9 +275,11 @@ def distill_loop(student, token_ids, line_starts, recipe: DistillRecipe, stored_
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), recipe.grad_clip)
         opt.step()
-        seconds += time.perf_counter() - start + (teacher_seconds_per_step if recipe.alpha > 0 else 0.0)
+        step_times.append(time.perf_counter() - start)
+        seconds += step_times[-1] + (teacher_seconds_per_step if recipe.alpha > 0 else 0.0)
         if evaluate is not None and (step % recipe.eval_every == 0 or step == recipe.steps):
-            curve.append({"step": step, "seconds": seconds, "loss": float(loss.detach()), **evaluate(student)})
+            curve.append({"step": step, "seconds": seconds, "step_ms": 1000 * statistics.median(step_times),
+                          "flops": step * flops_per_step, "loss": float(loss.detach()), **evaluate(student)})
             student.train()
     student.eval()
     return curve

@@ -50,11 +50,12 @@ class LoRASettings:
     targets: tuple[str, ...] | str = "all-linear"  # module names to adapt, or "all-linear" (every Linear but the output layer)
     dropout: float = 0.0  # dropout on the input of A during training (0: none; the lab data is small and clean)
     trainable_token_ids: tuple[int, ...] = ()  # tokens whose embedding rows are trained as well (new chat tokens)
+    rslora: bool = False  # rank-stabilized LoRA: scale the update by alpha / sqrt(r) instead of alpha / r
 
     @property
     def scale(self) -> float:
-        """alpha / r: the factor applied to ``B @ A``."""
-        return self.alpha / self.r
+        """alpha / r (alpha / sqrt(r) with ``rslora``): the factor applied to ``B @ A``."""
+        return self.alpha / (self.r ** 0.5 if self.rslora else self.r)
 
     def to_peft(self):
         """The equivalent ``peft.LoraConfig`` for a causal language model."""
@@ -63,7 +64,8 @@ class LoRASettings:
         targets = self.targets if isinstance(self.targets, str) else list(self.targets)
         tokens = {"embed_tokens": list(self.trainable_token_ids)} if self.trainable_token_ids else None
         return LoraConfig(r=self.r, lora_alpha=self.alpha, target_modules=targets, lora_dropout=self.dropout,
-                          bias="none", task_type="CAUSAL_LM", trainable_token_indices=tokens)
+                          bias="none", task_type="CAUSAL_LM", trainable_token_indices=tokens,
+                          use_rslora=self.rslora)
 
 
 def lora_recipe():

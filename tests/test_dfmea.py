@@ -132,6 +132,16 @@ def test_scores_average_the_checks_and_count_tokens(chain):
     assert score["prompt_tokens"] == 15 and score["output_tokens"] == 3 and score["tokens"] == 18
 
 
+def test_table_rates_count_requests_rows_and_cells(chain):
+    gens = [dfmea.Generation(chain, 10, 5), dfmea.Generation("no table", 20, 1)]
+    rates = dfmea.table_rates(gens, [reference("chain"), reference("chain")])
+    n_rows = len(reference("chain"))
+    assert (rates["format"].k, rates["format"].n) == (1, 2)
+    for name in ("filled", "ratings", "rpn"):
+        assert (rates[name].k, rates[name].n) == (n_rows, n_rows)
+    assert (rates["content"].k, rates["content"].n) == (9 * n_rows, 2 * 9 * n_rows)
+
+
 def test_the_recipe_puts_every_training_table_in_every_step(monkeypatch):
     monkeypatch.delenv("FTLAB_MODEL", raising=False)
     full, lora = dfmea.dfmea_recipe(), dfmea.dfmea_recipe(lora=True)

@@ -166,6 +166,24 @@ def test_teacher_forward_costs_more_than_a_student_step_in_flops(lab):
     assert p_teacher > 4 * p_student
 
 
+def test_training_flops_counts_6n_per_student_token_and_2n_per_teacher_token():
+    """The chapter's rule of thumb, as ftlab.training_flops computes it."""
+    assert ftlab.training_flops(1000, 64) == 6 * 1000 * 64
+    assert ftlab.training_flops(1000, 64, teacher_params=5000) == 6 * 1000 * 64 + 2 * 5000 * 64
+
+
+def test_distill_loop_counts_the_teachers_operations_only_when_it_uses_it(lab):
+    tok, teacher, ids, starts, stored = lab
+    n_teacher, n_student = ftlab.count_parameters(teacher), ftlab.count_parameters(ftlab.build_model("tiny", tok))
+    tokens = 4 * 64
+    for alpha, expected in ((0.0, 6 * n_student * tokens), (1.0, 6 * n_student * tokens + 2 * n_teacher * tokens)):
+        recipe = ftlab.DistillRecipe(alpha=alpha, steps=3, batch_size=4, eval_every=3)
+        curve = ftlab.distill_loop(ftlab.build_model("tiny", tok), ids, starts, recipe, stored,
+                                   evaluate=lambda m: {}, teacher_params=n_teacher)
+        assert curve[-1]["flops"] == 3 * expected
+        assert curve[-1]["step_ms"] > 0
+
+
 def test_a_hot_temperature_slows_a_small_student_down(lab):
     """The chapter: at τ = 4 the tiny student learns far more slowly than with hard labels or τ = 1."""
     tok, _, ids, starts, stored = lab

@@ -79,6 +79,12 @@ def test_parameter_count_with_trainable_tokens(tok, fresh):
     assert ftlab.lora_parameter_count(fresh, settings) == ftlab.lora_parameter_count(fresh) + 3 * 128
 
 
+def test_rslora_scales_by_the_square_root_of_the_rank():
+    plain, rs = ftlab.LoRASettings(r=16, alpha=16), ftlab.LoRASettings(r=16, alpha=16, rslora=True)
+    assert plain.scale == 1.0 and rs.scale == 4.0
+    assert rs.to_peft().use_rslora and not plain.to_peft().use_rslora
+
+
 def test_all_linear_skips_the_output_layer(fresh):
     names = ftlab.target_linears(fresh, ftlab.LoRASettings())
     assert len(names) == 7 * fresh.config.num_hidden_layers
