@@ -55,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busy", action="store_true", help="also time a cold build next to a busy process")
     parser.add_argument("--skip-sequential", action="store_true", help="skip step 1 (notebooks alone)")
+    parser.add_argument("--sequential-only", action="store_true", help="only step 1, merged into --out if it exists")
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "bench.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ftsite-bench-"))
@@ -62,6 +63,8 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "notebooks": {}}
+    if args.sequential_only and args.out.exists():
+        result = json.loads(args.out.read_text(encoding="utf-8"))
     try:
         if not args.skip_sequential:
             print("1/3 every notebook alone, one after the other, from empty caches …", flush=True)
@@ -70,6 +73,8 @@ def main() -> None:
             for name, s in EXECUTED.findall((logs / "bench-alone.log").read_text()):
                 result["notebooks"][name] = {"alone_s": round(float(s), 1), "budget_s": budget(name)}
             result["sequential_execution_s"] = round(seconds, 1)
+        if args.sequential_only:
+            return finish(result, args.out, work)
         print("2/3 cold build of both languages (make html), from empty caches …", flush=True)
         env = fresh_env(work, "cold")
         build_dir = work / "cold" / "_build"
@@ -98,12 +103,18 @@ def main() -> None:
             finally:
                 busy.kill()
             result["cold_build_busy_s"] = round(seconds, 1)
-    finally:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        raise
+    finish(result, args.out, work)
+
+
+def finish(result: dict, out: Path, work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print_table(result)
-    print(f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    print(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 
 def print_table(result: dict) -> None:
@@ -115,6 +126,8 @@ def print_table(result: dict) -> None:
     par = result.get("parallel", {})
     if "sequential_execution_s" in result:
         print(f"\nexecution, one at a time (alone): {result['sequential_execution_s']} s")
+    if "cold_build_s" not in result:
+        return
     print(f"execution in the build ({par.get('jobs')} at a time, {par.get('threads')} thread(s) each): "
           f"{result['parallel_execution_s']} s")
     print(f"cold build, both languages: {result['cold_build_s']} s (goal: 480 s)")
