@@ -87,7 +87,7 @@ def worker(name: str) -> None:
 
 
 def real_model_cached() -> bool:
-    code = ("import ftlab.real as r, sys; from ftlab.cache import cache_dir; "
+    code = ("import sys; from ftlab.cache import cache_dir; "
             "sys.exit(0 if any(cache_dir().glob('real-*')) else 1)")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 

@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -156,7 +155,6 @@ def execute(jobs: int | None = None, threads: int | None = None, log_dir: Path |
         echo("[exec] every notebook is in the cache: nothing to execute")
         return results, 0.0
     echo(f"[exec] executing {len(todo)} notebook(s), {jobs} at a time, {threads} torch thread(s) each …")
-    lock = threading.Lock()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         pending, queue, failed = set(), list(todo), False
@@ -173,11 +171,11 @@ def execute(jobs: int | None = None, threads: int | None = None, log_dir: Path |
                 results.append(result)
                 name = result.path.relative_to(ROOT)
                 if result.error is None:
-                    with lock:
-                        cache.cache_notebook_bundle(
-                            CacheBundleIn(nbformat.read(result.out, as_version=4), str(result.path),
-                                          data={"execution_seconds": result.seconds, "jobs": jobs, "threads": threads}),
-                            check_validity=False, overwrite=True)
+                    # Only this thread writes to the cache database; the workers only execute.
+                    cache.cache_notebook_bundle(
+                        CacheBundleIn(nbformat.read(result.out, as_version=4), str(result.path),
+                                      data={"execution_seconds": result.seconds, "jobs": jobs, "threads": threads}),
+                        check_validity=False, overwrite=True)
                     echo(f"[exec]   {name}: Executed notebook in {result.seconds:.2f} seconds")
                 else:
                     failed = True
