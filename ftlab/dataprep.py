@@ -306,7 +306,9 @@ def padding_tokens(lengths, batches, width: int | None = None) -> tuple[int, int
 def packed_inputs(examples, rows, width: int, pad_id: int) -> dict:
     """The tensors of packed rows: ``input_ids``, ``labels`` (-100 on padding) and
     ``position_ids`` that restart at 0 at each sequence, so that transformers' attention
-    keeps each sequence to itself (a block-diagonal mask). ``examples`` are
+    keeps each sequence to itself (a block-diagonal mask), and ``use_cache=False``: with a
+    cache of keys and values, transformers 5 does not look for packed sequences and every
+    token would attend to the sequences before it in the row. ``examples`` are
     :func:`ftlab.sft_example` dicts. Introduced in notebooks/data.ipynb.
     """
     import torch
@@ -322,7 +324,8 @@ def packed_inputs(examples, rows, width: int, pad_id: int) -> dict:
         ids.append(i_row + [pad_id] * fill)
         labels.append(l_row + [-100] * fill)
         positions.append(p_row + list(range(fill)))
-    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "position_ids": torch.tensor(positions)}
+    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "position_ids": torch.tensor(positions),
+            "use_cache": False}
 
 
 def padded_inputs(examples, batch, pad_id: int) -> dict:
