@@ -298,3 +298,8 @@ __all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates
 from . import exercises  # noqa: E402
 
 __all__ += ["exercises"]
+
+# Preparing the data: formats, duplicates, filters, decontamination, packing, mixing (notebooks/data.ipynb).
+from . import dataprep  # noqa: E402
+
+__all__ += ["dataprep"]
