@@ -298,3 +298,9 @@ __all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates
 from . import exercises  # noqa: E402
 
 __all__ += ["exercises"]
+
+# Evaluating a fine-tuned model (lm-eval on local tasks, a judge, regressions, refusals),
+# introduced in notebooks/evaluation.ipynb.
+from . import evalkit  # noqa: E402
+
+__all__ += ["evalkit"]
