@@ -167,7 +167,8 @@ def run_harness(model, tok, folder, tasks: Sequence[str] = (MC_TASK, GEN_TASK), 
 
     The model goes through ``lm_eval.models.huggingface.HFLM(pretrained=model, tokenizer=tok)``;
     prompts are wrapped in the tokenizer's chat template with ``system`` as system message
-    (``apply_chat_template=True``), as the model is used. Offline: ``HF_DATASETS_OFFLINE`` and
+    (``apply_chat_template=True``), as the model is used. Only the folder's tasks are indexed
+(``include_defaults=False``). Offline: ``HF_DATASETS_OFFLINE`` and
     ``HF_HUB_OFFLINE`` are set while it runs, and the tasks read local JSON files. Returns lm-eval's
     results dict (``results``, ``samples``...). Introduced in notebooks/evaluation.ipynb.
     """
@@ -176,7 +177,9 @@ def run_harness(model, tok, folder, tasks: Sequence[str] = (MC_TASK, GEN_TASK), 
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
 
-        manager = TaskManager(include_path=str(Path(folder).resolve()))
+        # include_defaults=False: only the folder's tasks are indexed, not lm-eval's ~15,000 built-in
+        # ones (that index takes about 20 s on a busy CPU, and would be built again for every model)
+        manager = TaskManager(include_path=str(Path(folder).resolve()), include_defaults=False)
         device = str(next(model.parameters()).device)
         lm = HFLM(pretrained=model, tokenizer=tok, device=device, batch_size=batch_size)
         return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, apply_chat_template=True,
