@@ -303,3 +303,9 @@ __all__ += ["exercises"]
 from . import dataprep  # noqa: E402
 
 __all__ += ["dataprep"]
+
+# Evaluating a fine-tuned model (lm-eval on local tasks, a judge, regressions, refusals),
+# introduced in notebooks/evaluation.ipynb.
+from . import evalkit  # noqa: E402
+
+__all__ += ["evalkit"]
