@@ -90,7 +90,7 @@ from .models import (
     pretrain_loop,
 )
 from .real import REAL_MODELS, load_real_model, real_model_folder, real_model_id, real_model_info
-from .stats import Rate, rate, wilson_interval
+from .stats import Rate, claim, rate, wilson_interval
 from .tokenizer import (
     CHAT_TEMPLATE,
     IM_END,
@@ -143,7 +143,7 @@ __all__ = [
     "corpus_token_ids", "pretrain_loop", "pretrain", "get_base_model",
     "Checkpoint", "cached_model", "load_checkpoint", "cache_dir", "fingerprint", "library_versions",
     "real_model_id", "REAL_MODELS", "load_real_model", "real_model_folder", "real_model_info",
-    "assistant_mask", "end_of_turn", "end_of_turn_id", "Rate", "rate", "wilson_interval",
+    "assistant_mask", "end_of_turn", "end_of_turn_id", "Rate", "rate", "wilson_interval", "claim",
     # evaluation
     "Reply", "ChatReport", "chat", "chat_batch", "exact_match", "keyword_accuracy", "format_compliance",
     "evaluate_chat", "complete", "fact_completions", "fact_accuracy", "perplexity", "next_token_probs",

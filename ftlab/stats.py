@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Rate", "wilson_interval", "rate"]
+__all__ = ["Rate", "wilson_interval", "rate", "claim"]
 
 #: z for a two-sided 95 % interval of the normal distribution.
 Z95 = 1.959963984540054
@@ -123,3 +123,24 @@ def rate(flags) -> Rate:
     Introduced in notebooks/real-model.ipynb.
     """
     return Rate.of(flags)
+
+
+def claim(holds: bool, says: str) -> None:
+    """Check that a sentence of the course's text holds for the measurement just made.
+
+    The notebooks' hidden cells call it after each measurement that the prose describes, e.g.
+    ``claim(long.differs_from(short), "docs/sft.rst says the long run goes further: update it")``.
+    On the model the text describes (the lab model, or SmolLM2 in the real-model chapters),
+    a claim that does not hold stops the notebook with ``AssertionError(says)``: the build
+    fails instead of publishing a false sentence. With ``FTLAB_MODEL`` set, the text is not
+    about the reader's model: the claim prints what differs and the notebook goes on.
+    Introduced in notebooks/sft.ipynb.
+    """
+    if holds:
+        return
+    from .real import real_model_id
+
+    model = real_model_id()
+    if model is None:
+        raise AssertionError(says)
+    print(f"ftlab: on FTLAB_MODEL={model}, this sentence of the text does not hold: {says}")

@@ -108,6 +108,19 @@ def test_hidden_cells_are_presentation_only(path):
                 assert word not in cell.source, f"{path.name}: a hidden cell runs {word}: show it"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_hidden_checks_of_the_text_use_claim(path):
+    """A hidden check of a sentence is ``ftlab.claim(holds, "docs/x.rst says ...")``, not ``assert``:
+    it fails the build on the model the text describes and only reports with ``FTLAB_MODEL`` set,
+    where the reader's model may well behave otherwise (a bare ``assert`` would stop their notebook)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "remove-cell" in cell.metadata.get("tags", []):
+            for node in ast.walk(ast.parse(cell.source)):
+                assert not (isinstance(node, ast.Assert) and node.msg is not None), \
+                    f"{path.name}: hidden `assert ..., {ast.unparse(node.msg)[:60]}`: write ftlab.claim(...)"
+
+
 # -- Exercises --------------------------------------------------------------------------
 
 EXERCISES = {  # notebook: the check it calls

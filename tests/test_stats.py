@@ -37,3 +37,14 @@ def test_rate_of_flags_and_differences():
     assert Rate(5, 100).differs_from(Rate(60, 100))
     with pytest.raises(ValueError):
         Rate(5, 4)
+
+
+def test_claim_stops_on_the_lab_model_and_reports_on_another(monkeypatch, capsys):
+    """The hidden checks: a false sentence fails the build, but only warns a reader's own model."""
+    monkeypatch.delenv("FTLAB_MODEL", raising=False)
+    ftlab.claim(True, "docs/x.rst says it holds")  # nothing happens
+    with pytest.raises(AssertionError, match="docs/x.rst says it fell"):
+        ftlab.claim(False, "docs/x.rst says it fell")
+    monkeypatch.setenv("FTLAB_MODEL", "Qwen/Qwen2.5-0.5B")
+    ftlab.claim(False, "docs/x.rst says it fell")
+    assert "FTLAB_MODEL=Qwen/Qwen2.5-0.5B" in capsys.readouterr().out
