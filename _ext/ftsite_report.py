@@ -19,7 +19,8 @@ from myst_nb.sphinx_ import NbMetadataCollector
 
 BUDGET_SECONDS = 60  # seconds a notebook should take on 2 quiet CPU cores, models cached (README)
 #: Notebooks whose issue gave them more (the real model's includes its conversion).
-LONGER_BUDGETS = {"notebooks/hallucinations": 90, "notebooks/dfmea": 90, "notebooks/real-model": 150}
+LONGER_BUDGETS = {"notebooks/hallucinations": 90, "notebooks/dfmea": 90, "notebooks/real-model": 150,
+                  "notebooks/data": 90, "notebooks/evaluation": 90, "notebooks/ship": 120}
 
 
 def budget(docname: str) -> int:
