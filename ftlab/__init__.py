@@ -298,3 +298,21 @@ __all__ += ["IDK", "AbstainRecipe", "ToolRecipe", "classify_reply", "reply_rates
 from . import exercises  # noqa: E402
 
 __all__ += ["exercises"]
+
+# Shipping and scaling the fine-tuned model, introduced in notebooks/ship.ipynb.
+from . import scale  # noqa: E402
+from .ship import (  # noqa: E402
+    LocalServer,
+    cached_adapter,
+    deepspeed_memory,
+    dfmea_lora,
+    export_gguf,
+    gpus_needed,
+    latency_stats,
+    load_gguf,
+    merge_and_save,
+    only_localhost,
+)
+
+__all__ += ["scale", "LocalServer", "cached_adapter", "deepspeed_memory", "dfmea_lora", "export_gguf",
+            "gpus_needed", "latency_stats", "load_gguf", "merge_and_save", "only_localhost"]
