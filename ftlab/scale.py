@@ -126,6 +126,10 @@ def launch(processes: int, recipe: ScaleRecipe | None = None, out: str | os.Path
     import tempfile
 
     recipe = recipe or ScaleRecipe()
+    if processes < 1 or recipe.global_batch % processes:
+        from .errors import FtlabError
+
+        raise FtlabError(f"global_batch={recipe.global_batch} must be a multiple of the {processes} processes")
     out = Path(out or tempfile.mkstemp(prefix="ftlab-scale-", suffix=".json")[1])
     args = ["--out", str(out)] + [x for k, v in asdict(recipe).items() for x in (f"--{k.replace('_', '-')}", str(v))]
     if processes == 1:
