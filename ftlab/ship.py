@@ -73,7 +73,8 @@ def cached_adapter(name: str, model, tok, fine_tune, recipe, settings):
     recipe and the LoRA settings (dataclasses), the data of the DFMEA case study and the
     versions of peft and the libraries. The entry stores the adapter alone (peft
     ``save_pretrained``) and the training history. ``fine_tune`` must not modify ``model``
-    (``add_lora`` copies it). Returns ``(peft_model, history)``; the peft model is in eval mode.
+    (``add_lora`` copies it). Returns ``(peft_model, history)``: the peft model in eval mode, its
+    adapter weights trainable as right after training.
     Introduced in notebooks/real-model.ipynb.
     """
     import peft
@@ -101,7 +102,7 @@ def cached_adapter(name: str, model, tok, fine_tune, recipe, settings):
     from peft import PeftModel
 
     with _no_progress_bars():
-        tuned = PeftModel.from_pretrained(copy.deepcopy(model), path / "adapter", is_trainable=False)
+        tuned = PeftModel.from_pretrained(copy.deepcopy(model), path / "adapter", is_trainable=True)
     history = {k: ([tuple(x) for x in v] if isinstance(v, list) else v) for k, v in meta["history"].items()}
     return tuned.eval(), history
 
