@@ -130,12 +130,22 @@ def launch(processes: int, recipe: ScaleRecipe | None = None, out: str | os.Path
         from .errors import FtlabError
 
         raise FtlabError(f"global_batch={recipe.global_batch} must be a multiple of the {processes} processes")
-    out = Path(out or tempfile.mkstemp(prefix="ftlab-scale-", suffix=".json")[1])
+    own = out is None
+    if own:
+        fd, out = tempfile.mkstemp(prefix="ftlab-scale-", suffix=".json")
+        os.close(fd)
+    out = Path(out)
     args = ["--out", str(out)] + [x for k, v in asdict(recipe).items() for x in (f"--{k.replace('_', '-')}", str(v))]
     if processes == 1:
         cmd = [sys.executable, "-m", "ftlab.scale", *args]
     else:
+        import socket
+
+        with socket.socket() as sock:  # a free port for the processes to meet on, not the fixed default 29500
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--main_process_port", str(port),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ftlab.scale", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FTLAB_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "MASTER_ADDR": "127.0.0.1", "PYTHONWARNINGS": "ignore"}
@@ -156,7 +166,10 @@ def launch(processes: int, recipe: ScaleRecipe | None = None, out: str | os.Path
         from .errors import FtlabError
 
         raise FtlabError(f"{' '.join(cmd[:8])} … failed ({proc.returncode}): {err.strip()[-1500:]}")
-    return json.loads(out.read_text(encoding="utf-8"))
+    result = json.loads(out.read_text(encoding="utf-8"))
+    if own:
+        out.unlink()
+    return result
 
 
 if __name__ == "__main__":
