@@ -13,6 +13,9 @@ SITE        := $(PY) tools/ftsite.py --build-dir $(BUILD)
 STAMP       := $(VENV)/.installed
 AXE         := node_modules/axe-core/axe.min.js
 PORT        ?= 8000
+# llama.cpp's GGUF converter (notebooks/ship.ipynb), from the llama-cpp-python source distribution:
+# Python files only, nothing compiled. Fetched once by `make setup`, used offline by the build.
+CONVERTER   := $(VENV)/share/llama.cpp/convert_hf_to_gguf.py
 
 .DEFAULT_GOAL := help
 .PHONY: help setup html html-noexec epub gettext update-po check-po test bench serve lab real-check clean
@@ -21,7 +24,7 @@ help: ## List the targets
 	@echo "Fine-Tuning by Doing: make <target>"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
 
-setup: $(STAMP) ## Create .venv and install the pinned requirements and ftlab (done by every target)
+setup: $(STAMP) $(CONVERTER) ## Create .venv and install the pinned requirements and ftlab (done by every target)
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: '$(PYTHON)' not found: install Python 3.10 or newer (e.g. apt-get install python3 python3-venv), or run 'make PYTHON=/path/to/python3 ...'" >&2; exit 1; }
@@ -35,7 +38,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(STAMP)
 
-html: $(STAMP) ## Build English and French into _build/html/{en,fr} (executes changed notebooks)
+$(CONVERTER): tools/fetch_llama_converter.py | $(STAMP)
+	@echo "Fetching llama.cpp's GGUF converter (llama-cpp-python source, nothing compiled) …"
+	@$(PY) tools/fetch_llama_converter.py
+
+html: $(STAMP) $(CONVERTER) ## Build English and French into _build/html/{en,fr} (executes changed notebooks)
 	@$(SITE) build en fr
 	@$(SITE) root-index
 
@@ -43,11 +50,11 @@ html-noexec: $(STAMP) ## Same, without executing notebooks (fast; outputs are mi
 	@$(SITE) build en fr --noexec
 	@$(SITE) root-index
 
-epub: $(STAMP) ## Optional: an e-book per language, _build/epub/{en,fr}/fine-tuning-by-doing-*.epub
+epub: $(STAMP) $(CONVERTER) ## Optional: an e-book per language, _build/epub/{en,fr}/fine-tuning-by-doing-*.epub
 	@$(SITE) build en fr --epub
 	@ls $(BUILD)/epub/*/*.epub
 
-gettext: $(STAMP) ## Extract the English messages into _build/gettext/*.pot
+gettext: $(STAMP) $(CONVERTER) ## Extract the English messages into _build/gettext/*.pot
 	@$(SITE) build gettext
 
 update-po: gettext ## Refresh docs/locale/fr/*.po after English edits (then translate them)
@@ -66,17 +73,17 @@ $(AXE): package.json package-lock.json
 	@npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $(AXE)
 
-test: $(STAMP) $(AXE) ## Run the whole test suite (builds both languages in a temporary folder)
+test: $(STAMP) $(CONVERTER) $(AXE) ## Run the whole test suite (builds both languages in a temporary folder)
 	@$(PY) -m pytest tests
 
-bench: $(STAMP) ## Time every notebook alone and the cold / no-change builds from empty caches (BUSY=1: also next to a busy process); writes _build/bench.json
+bench: $(STAMP) $(CONVERTER) ## Time every notebook alone and the cold / no-change builds from empty caches (BUSY=1: also next to a busy process); writes _build/bench.json
 	@$(PY) tools/bench.py $(if $(BUSY),--busy)
 
 serve: html ## Build, then serve _build/html on http://127.0.0.1:8000/ (PORT=... to change)
 	@echo "Serving on http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	@$(PY) -m http.server --bind 127.0.0.1 --directory $(BUILD)/html $(PORT)
 
-lab: $(STAMP) ## Open the notebooks in JupyterLab, with the .venv kernel
+lab: $(STAMP) $(CONVERTER) ## Open the notebooks in JupyterLab, with the .venv kernel
 	@$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 real-check: $(STAMP) ## Run every notebook on the real model (NOTEBOOKS="sft lora" for some); writes docs/real-check.json

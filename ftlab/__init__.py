@@ -309,3 +309,21 @@ __all__ += ["dataprep"]
 from . import evalkit  # noqa: E402
 
 __all__ += ["evalkit"]
+
+# Shipping and scaling the fine-tuned model, introduced in notebooks/ship.ipynb.
+from . import scale  # noqa: E402
+from .ship import (  # noqa: E402
+    LocalServer,
+    cached_adapter,
+    deepspeed_memory,
+    dfmea_lora,
+    export_gguf,
+    gpus_needed,
+    latency_stats,
+    load_gguf,
+    merge_and_save,
+    only_localhost,
+)
+
+__all__ += ["scale", "LocalServer", "cached_adapter", "deepspeed_memory", "dfmea_lora", "export_gguf",
+            "gpus_needed", "latency_stats", "load_gguf", "merge_and_save", "only_localhost"]
