@@ -301,18 +301,17 @@ def position_flips(judge: Callable, pairs: Sequence[tuple[str, str, str]]) -> Ju
 # --------------------------------------------------------------------------------------
 
 
-def _casefold(text) -> str:
-    return " ".join(str(getattr(text, "text", text)).split()).casefold()
-
-
 def answered_right(qas: Sequence[QA], replies: Sequence) -> list[bool]:
-    """For each question, whether its reply names the expected keyword (case ignored).
+    """For each question, whether its reply names the expected keyword (case ignored): the
+    rule of :func:`ftlab.keyword_accuracy`, question by question.
 
     Lenient on purpose: a real chat model answers in its own sentences ("Lyon is a city in
     France."), so the rule of notebooks/real-model.ipynb is used, not exact match.
     Introduced in notebooks/evaluation.ipynb.
     """
-    return [_casefold(q.keyword) in _casefold(r) for q, r in zip(qas, replies, strict=True)]
+    from .evaluate import _norm, _texts
+
+    return [_norm(q.keyword) in _norm(r) for q, r in zip(qas, _texts(replies), strict=True)]
 
 
 def regression_set(qas: Sequence[QA], replies_before: Sequence) -> list[QA]:
@@ -368,5 +367,7 @@ def is_refusal(reply) -> bool:
     followed by the answer as a refusal; read some replies before trusting the rate.
     Introduced in notebooks/evaluation.ipynb.
     """
-    text = re.sub(r"[\u2018\u2019\u02bc]", "'", _casefold(reply))
+    from .evaluate import _norm, _texts
+
+    text = re.sub(r"[\u2018\u2019\u02bc]", "'", _norm(_texts([reply])[0]))
     return any(m in text for m in REFUSAL_MARKERS)
